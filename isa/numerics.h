@@ -8,9 +8,11 @@
 // numpy (f16); tests/isa/numerics_test.cc checks them against tables written
 // by tools/gen_dtype_tables.py.
 //
-// All scalar conversions are integer bit manipulation on std::bit_cast, free
-// of branches but for selects, constexpr, and independent of the FP
-// environment (rounding mode, FTZ/DAZ), since they sit in hot scalar loops.
+// The scalar conversions sit in hot loops: bit manipulation on std::bit_cast,
+// constexpr, without branches (both sides computed, one selected). Where a
+// variable shift would be needed (subnormal targets, float -> int) one float
+// add lets the FPU round instead; that assumes the default rounding mode
+// (round to nearest even), and is exact with or without FTZ/DAZ.
 #pragma once
 
 #include <algorithm>
@@ -18,7 +20,6 @@
 #include <bit>
 #include <cstdint>
 #include <cstring>
-#include <limits>
 
 #include <ncore/isa/dtype.h>
 
@@ -45,33 +46,48 @@ struct Ieee {
   static constexpr uint32_t kManMask = (1u << M) - 1;
 };
 
-// m / 2^s rounded to nearest, ties to even; 1 <= s <= 31.
-constexpr uint32_t rne_shift(uint32_t m, int s) {
-  const uint32_t half = 1u << (s - 1);
-  const uint32_t rem = m & ((half << 1) - 1);
-  const uint32_t q = m >> s;
-  return q + static_cast<uint32_t>((rem > half) | ((rem == half) & (q & 1u)));
+// m / 2^s rounded to nearest, ties to even (1 <= s; wraps if m + 2^s does).
+// Adding just under half, plus the kept lsb, carries exactly when the cut
+// bits exceed half or equal it with an odd lsb.
+template <class T>
+constexpr T rne_shift(T m, int s) {
+  return (m + ((T{1} << (s - 1)) - 1) + ((m >> s) & 1)) >> s;
 }
 
-// f32 bits -> Ieee<E, M> bits. nan_mag is the magnitude bits to return when
-// u is a NaN (the caller's per-format choice).
+// c ? a : b by masks: GCC turns ?: chains here into jumps, which mispredict
+// on mixed-range data and block vectorization.
+constexpr uint32_t select(bool c, uint32_t a, uint32_t b) {
+  const uint32_t mask = 0u - static_cast<uint32_t>(c);
+  return (a & mask) | (b & ~mask);
+}
+
+// f32 bits -> Ieee<E, M> bits; nan_mag is the caller's NaN (magnitude bits).
+// Both the normal and the subnormal result are computed and one selected, so
+// mixed-range data costs no mispredicts and loops vectorize.
 template <int E, int M>
 constexpr uint32_t narrow(uint32_t u, uint32_t nan_mag) {
   using F = Ieee<E, M>;
+  // f32 subnormals must round to 0 for the DAZ note below (not so for bf16).
+  static_assert(F::kBias < 64, "narrow() is for formats with a narrower range than f32");
   const uint32_t sign = (u >> 31) << (E + M);
   const uint32_t a = u & kF32Abs;
-  const int e32 = static_cast<int>(a >> kF32ManBits);
-  // The 24-bit significand; f32 subnormals have no implicit bit and the same
-  // scale as exponent field 1.
-  const uint32_t m = (a & 0x7FFFFFu) | (static_cast<uint32_t>(e32 != 0) << kF32ManBits);
-  const int e = std::max(e32, 1) - kF32Bias + F::kBias;  // target exponent field
-  // Below the target's min normal the target ulp stays 2^(1-bias-M), so one
-  // more bit drops per binade. m < 2^24 rounds to 0 for any s >= 25.
-  const int s = std::min(F::kDrop + std::max(1 - e, 0), 25);
-  // rne_shift keeps the implicit bit, which carries 1 into the exponent:
-  // hence e - 1. Carries from rounding walk into the exponent and on to inf.
-  const uint32_t r = (static_cast<uint32_t>(std::max(e - 1, 0)) << M) + rne_shift(m, s);
-  return sign | (a > kF32Inf ? nan_mag : std::min(r, F::kInf));
+  // Normal target: rebias the exponent, round kDrop bits off. Rounding
+  // carries walk into the exponent and on to inf, so clamping at inf is
+  // exactly IEEE overflow. (Wraps below the min normal; not selected then.)
+  const uint32_t n = a - (static_cast<uint32_t>(kF32Bias - F::kBias) << kF32ManBits);
+  const uint32_t normal = std::min(rne_shift(n, F::kDrop), F::kInf);
+  // Subnormal target, |v| < 2^(1-bias): kSubMagic's ulp is the target's
+  // subnormal ulp 2^(1-bias-M), so the float add rounds |v| to it (RNE, the
+  // default mode) and the code is the bit distance from kSubMagic. Reaching
+  // 2^M ulps is the min normal's code. f32 subnormals read as 0 under DAZ,
+  // which is also their correct result. The clamp keeps NaN and inf, whose
+  // result is not selected, out of the add: constant evaluation rejects them.
+  constexpr uint32_t kSubMagic = static_cast<uint32_t>(kF32Bias + kF32ManBits + 1 - F::kBias - M)
+                                 << kF32ManBits;  // 2^(24-bias-M)
+  const uint32_t min_normal = static_cast<uint32_t>(kF32Bias - F::kBias + 1) << kF32ManBits;
+  const float tiny = std::bit_cast<float>(std::min(a, min_normal));
+  const uint32_t sub = std::bit_cast<uint32_t>(tiny + std::bit_cast<float>(kSubMagic)) - kSubMagic;
+  return sign | select(a > kF32Inf, nan_mag, select(a < min_normal, sub, normal));
 }
 
 // Ieee<E, M> bits -> f32 bits for finite values and inf; NaNs give nan_bits
@@ -86,8 +102,8 @@ constexpr uint32_t widen(uint32_t h, uint32_t nan_bits) {
   constexpr float kSubUlp = 1.0f / static_cast<float>(1ull << (F::kBias - 1 + M));
   const uint32_t sub = std::bit_cast<uint32_t>(static_cast<float>(a) * kSubUlp);
   const uint32_t normal = (a << F::kDrop) + (static_cast<uint32_t>(kF32Bias - F::kBias) << kF32ManBits);
-  const uint32_t mag = a > F::kInf ? nan_bits : a == F::kInf ? kF32Inf : a > F::kManMask ? normal : sub;
-  return sign | mag;
+  const uint32_t finite = select(a > F::kManMask, normal, sub);
+  return sign | select(a >= F::kInf, select(a == F::kInf, kF32Inf, nan_bits), finite);
 }
 
 template <int E, int M, uint32_t kNaN>
@@ -112,7 +128,8 @@ constexpr uint16_t f32_to_bf16(float f) {
   // to even and the carry runs into the exponent, up to inf.
   const uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
   const uint32_t nan = ((u >> 16) & 0x8000u) | 0x7FC0u;
-  return static_cast<uint16_t>((u & numerics_detail::kF32Abs) > numerics_detail::kF32Inf ? nan : rounded);
+  return static_cast<uint16_t>(
+      numerics_detail::select((u & numerics_detail::kF32Abs) > numerics_detail::kF32Inf, nan, rounded));
 }
 
 // Exact: bf16 is a truncated f32, so NaN payloads carry over too.
@@ -163,18 +180,23 @@ constexpr float fp8_e5m2_to_f32(uint8_t h) {
 
 // Round to nearest even, saturate to [INT32_MIN, INT32_MAX], NaN -> 0.
 constexpr int32_t f32_to_i32(float f) {
-  const uint32_t a = std::bit_cast<uint32_t>(f) & numerics_detail::kF32Abs;
-  if (a > numerics_detail::kF32Inf) return 0;
-  if (f >= 0x1p31f) return std::numeric_limits<int32_t>::max();
-  if (f <= -0x1p31f) return std::numeric_limits<int32_t>::min();
-  // |f| < 2^31: the truncation is exact and so is the fraction f - t (both
-  // are floats of f's binade or below).
-  int32_t t = static_cast<int32_t>(f);
-  const float frac = f - static_cast<float>(t);
-  const bool odd = (t & 1) != 0;
-  if (frac > 0.5f || (frac == 0.5f && odd)) ++t;
-  if (frac < -0.5f || (frac == -0.5f && odd)) --t;
-  return t;
+  using numerics_detail::select;
+  const uint32_t u = std::bit_cast<uint32_t>(f);
+  const uint32_t a = u & numerics_detail::kF32Abs;
+  // |f| < 2^23: 2^23 has an ulp of 1, so adding it rounds |f| to an integer
+  // (RNE, the default mode), read back as the bit distance. Other inputs
+  // are zeroed first so that NaN never reaches the add (see narrow()).
+  const float small_in = std::bit_cast<float>(select(a < 0x4B000000u, a, 0u));
+  const uint32_t small = std::bit_cast<uint32_t>(small_in + 0x1p23f) - 0x4B000000u;
+  // 2^23 <= |f| < 2^31: already an integer, so truncation is exact; larger
+  // inputs are zeroed first to keep the conversion defined.
+  const uint32_t big = static_cast<uint32_t>(
+      static_cast<int32_t>(std::bit_cast<float>(select(a < 0x4F000000u, a, 0u))));
+  const uint32_t mag = select(a < 0x4B000000u, small, big);
+  const uint32_t neg = u >> 31;
+  uint32_t r = select(neg != 0, 0u - mag, mag);
+  r = select(a >= 0x4F000000u, 0x7FFFFFFFu + neg, r);  // |f| >= 2^31: INT32_MAX or INT32_MIN
+  return static_cast<int32_t>(select(a > numerics_detail::kF32Inf, 0u, r));
 }
 
 // The value v becomes when stored as t and read back: decode(encode(v)).
@@ -191,8 +213,8 @@ constexpr float round_to(DType t, float v) {
   return v;
 }
 
-// Reads one element of type t at p (any alignment) as f32. i32 rounds to the
-// nearest float above 2^24.
+// Reads one element of type t at p (any alignment) as f32. i32 magnitudes
+// above 2^24 round to the nearest float.
 inline float decode(DType t, const void* p) {
   switch (t) {
     case DType::kF32: {
@@ -237,7 +259,7 @@ inline void encode(DType t, float v, void* p) {
   }
 }
 
-// Unit roundoff u = 2^-(p) for p significand bits (implicit bit included):
+// Unit roundoff u = 2^-p for p significand bits (implicit bit included):
 // RNE's relative error bound in the normal range. 0 for i32 (absolute error
 // 1/2 instead).
 constexpr double unit_roundoff(DType t) {

@@ -39,6 +39,9 @@ static_assert(f32_to_fp8_e4m3(247.99998f) == 0x77 && f32_to_fp8_e4m3(248.0f) == 
 static_assert(f32_to_fp8_e5m2(0x1p-17f) == 0x00 && f32_to_fp8_e5m2(0x1.8p-16f) == 0x02);
 static_assert(fp8_e4m3_to_f32(0x01) == 0x1p-9f && f16_to_f32(0x0001) == 0x1p-24f);
 static_assert(f32_to_i32(2.5f) == 2 && f32_to_i32(-3.5f) == -4);
+static_assert(f32_to_f16(-std::numeric_limits<float>::infinity()) == 0xFC00);
+static_assert(f32_to_fp8_e5m2(std::numeric_limits<float>::quiet_NaN()) == 0x7E);
+static_assert(f32_to_i32(std::numeric_limits<float>::quiet_NaN()) == 0);
 
 std::string hex(uint32_t v) {
   char buf[16];
@@ -314,7 +317,7 @@ TEST_P(NumericsTable, UnitRoundoffBoundsError) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllFormats, NumericsTable, ::testing::ValuesIn(kFormats),
-                         [](const auto& info) { return std::string(info.param.name); });
+                         [](const auto& p) { return std::string(p.param.name); });
 
 // A missing table fails with the path and how to regenerate, not a crash.
 TEST(NumericsData, MissingFileIsAClearFailure) {
