@@ -33,6 +33,12 @@ class Allocator {
   // First fit. Returns the byte address of `bytes` per partition; throws an
   // Error naming the request, what is free and the capacity if it does not fit.
   int64_t alloc(Space s, int64_t bytes, const std::string& at) {
+    if (s != Space::kSbuf && s != Space::kPsum)
+      throw Error("alloc", "buffer", cat("space must be sbuf or psum, got ", space_name(s)), at);
+    if (bytes < 0)
+      throw Error(std::string(space_name(s)) + " alloc", "buffer",
+                  cat("size ", bytes, " bytes is negative"), at);
+    if (bytes > capacity(s)) no_fit(s, bytes, at);  // before rounding can overflow
     const int64_t bank = target_.psum_bank_bytes;
     int64_t need = round_up(std::max<int64_t>(bytes, 1), kAlign);
     if (s == Space::kPsum && need > bank) need = round_up(need, bank);
@@ -52,10 +58,7 @@ class Allocator {
       if (s == Space::kPsum) psum_peak_banks_ = std::max(psum_peak_banks_, live_banks());
       return a;
     }
-    throw Error(std::string(space_name(s)) + " alloc", "buffer",
-                cat(bytes, " bytes per partition do not fit: ", capacity(s) - p.in_use,
-                    " of ", capacity(s), " free (", target_.name, ")"),
-                at);
+    no_fit(s, bytes, at);
   }
 
   void free(Space s, int64_t addr) {
@@ -95,6 +98,12 @@ class Allocator {
     int64_t peak = 0;
   };
   static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+  [[noreturn]] void no_fit(Space s, int64_t bytes, const std::string& at) const {
+    throw Error(std::string(space_name(s)) + " alloc", "buffer",
+                cat(bytes, " bytes per partition do not fit: ", capacity(s) - pool(s).in_use,
+                    " of ", capacity(s), " free (", target_.name, ")"),
+                at);
+  }
   Pool& pool(Space s) { return pools_[s == Space::kSbuf ? 0 : 1]; }
   const Pool& pool(Space s) const { return pools_[s == Space::kSbuf ? 0 : 1]; }
 

@@ -42,7 +42,9 @@ struct Scalar {
 struct ActOpts {
   Scalar scale = 1.0f;
   Scalar bias = 0.0f;
-  std::optional<Tile> accum;  // [P, 1] f32: receives the free-dim sum of the results
+  // [P, 1] f32: receives the free-dim sum of the results. The initializer keeps
+  // -Wextra quiet about designated initializers that leave it out: {.bias = b}.
+  std::optional<Tile> accum = std::nullopt;
 };
 
 // What a backend implements. The front-end has validated everything it passes.
@@ -100,8 +102,10 @@ class Core {
     int64_t numel = 1;
     for (int d = ap.ndim - 1; d >= 0; --d) {
       const int64_t n = shape[size_t(d)];
-      if (n <= 0 || n > (int64_t{1} << 40) / numel)
-        throw Error("hbm", name, cat("dim ", d, " size ", n, " is not a positive size"),
+      if (n <= 0 || n > kMaxElems / numel)
+        throw Error("hbm", name,
+                    cat("dim ", d, " size ", n, " is not in 1..", kMaxElems / numel, " (",
+                        kMaxElems, " elements in all)"),
                     where(loc));
       ap.shape[d] = n;
       ap.stride[d] = numel;
@@ -252,10 +256,10 @@ class Core {
     issue(in, loc);
   }
 
-  // Used by Buffer's destructor.
+  // Used by Buffer's destructor; `t` is the whole buffer, so its size is the allocation's.
   void release(const Tile& t) {
     alloc_.free(t.space, t.addr);
-    backend_.on_free(t.space, t.addr, 0);
+    backend_.on_free(t.space, t.addr, t.free.size() * dtype_size(t.dtype));
   }
 
  private:
@@ -270,15 +274,21 @@ class Core {
       throw Error(what, "free shape",
                   cat("rank ", free_shape.size(), " outside 1..", target_.max_free_dims),
                   where(loc));
-    for (int64_t d : free_shape)
-      if (d < 1 || d > target_.sbuf_partition_bytes)
-        throw Error(what, "free shape", cat("dim ", d, " is not a positive size"), where(loc));
+    int64_t elems = 1;  // bounded as it grows: the product must not overflow
+    for (int64_t d : free_shape) {
+      if (d < 1 || d > kMaxElems / elems)
+        throw Error(what, "free shape",
+                    cat("dim ", d, " is not in 1..", kMaxElems / elems, " (", kMaxElems,
+                        " elements in all)"),
+                    where(loc));
+      elems *= d;
+    }
     Tile t;
     t.space = space;
     t.dtype = dtype;
     t.np = partitions;
     t.free = AccessPattern::dense(free_shape);
-    const int64_t bytes = t.free.size() * dtype_size(dtype);
+    const int64_t bytes = elems * dtype_size(dtype);
     t.addr = alloc_.alloc(space, bytes, where(loc));
     backend_.on_alloc(space, t.addr, bytes, src_loc(loc));
     return BufferT(this, t);

@@ -7,6 +7,7 @@
 // a view can never reach outside the view it was made from.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <initializer_list>
@@ -31,6 +32,10 @@ constexpr const char* space_name(Space s) {
 
 // Up to 5 dims: enough for [B, H, S, D] HBM tensors plus one split dim.
 inline constexpr int kMaxDims = 5;
+// Bound on any view's element count, extent and offset: 2^40 elements (4 TiB
+// of fp32) is beyond any HBM, and keeps every product of sizes and strides
+// (5 dims) far from int64 overflow.
+inline constexpr int64_t kMaxElems = int64_t{1} << 40;
 
 // An affine walk over elements in row-major order:
 //   element(i_0, ..., i_{n-1}) = offset + sum_d i_d * stride[d],  0 <= i_d < shape[d].
@@ -93,7 +98,9 @@ struct AccessPattern {
       }
     }
   }
-  // Calls f(first_element_offset, run_length) for each innermost row.
+  // Calls f(first_element_offset, length) for each innermost row, in row-major
+  // order. A row's elements are first + k * stride[ndim - 1] for k < length:
+  // contiguous only when that stride is 1 (see inner_run()).
   template <class F>
   void for_each_row(F&& f) const {
     if (ndim == 0) return f(offset, int64_t{1});
@@ -113,15 +120,20 @@ struct AccessPattern {
   // --- View algebra; `what` names the view for error messages. ---
   AccessPattern slice(int dim, int64_t start, int64_t stop, const char* what) const {
     check_dim(dim, what);
-    if (start < 0 || stop > shape[dim] || start >= stop)
+    if (start >= stop)
+      throw Error(what, "slice", cat("[", start, ", ", stop, ") of dim ", dim, " is empty"));
+    if (start < 0 || stop > shape[dim])
       throw Error(what, "slice", cat("[", start, ", ", stop, ") of dim ", dim,
-                                     " is empty or outside [0, ", shape[dim], ")"));
+                                     " is outside [0, ", shape[dim], ")"));
     AccessPattern r = *this;
     r.offset += start * stride[dim];
     r.shape[dim] = stop - start;
     return r;
   }
   AccessPattern index(int dim, int64_t i, const char* what) const {
+    check_dim(dim, what);
+    if (i < 0 || i >= shape[dim])  // checked here: i + 1 below must not overflow
+      throw Error(what, "index", cat(i, " of dim ", dim, " is outside [0, ", shape[dim], ")"));
     AccessPattern r = slice(dim, i, i + 1, what);
     if (r.ndim == 1) return r;
     for (int d = dim; d + 1 < r.ndim; ++d) {
@@ -134,14 +146,20 @@ struct AccessPattern {
   AccessPattern reshape(std::initializer_list<int64_t> dims, const char* what) const {
     if (!contiguous())
       throw Error(what, "reshape", "needs a contiguous view, got a strided one");
-    AccessPattern r = dense(dims, offset);
     if (dims.size() == 0 || dims.size() > kMaxDims)
       throw Error(what, "reshape", cat("rank must be 1..", kMaxDims, ", got ", dims.size()));
-    for (int64_t d : dims)
+    // Checked before dense() multiplies: the product must not overflow.
+    int64_t n = 1;
+    for (int64_t d : dims) {
       if (d <= 0) throw Error(what, "reshape", cat("dims must be positive, got ", d));
-    if (r.size() != size())
-      throw Error(what, "reshape", cat("must keep ", size(), " elements, got ", r.size()));
-    return r;
+      if (d > kMaxElems / n)
+        throw Error(what, "reshape",
+                    cat("must keep ", size(), " elements, got more than ", kMaxElems));
+      n *= d;
+    }
+    if (n != size())
+      throw Error(what, "reshape", cat("must keep ", size(), " elements, got ", n));
+    return dense(dims, offset);
   }
   AccessPattern transpose(int d0, int d1, const char* what) const {
     check_dim(d0, what);
@@ -156,7 +174,10 @@ struct AccessPattern {
     check_dim(dim, what);
     if (shape[dim] != 1)
       throw Error(what, "broadcast", cat("dim ", dim, " must have size 1, got ", shape[dim]));
-    if (n <= 0) throw Error(what, "broadcast", cat("count must be positive, got ", n));
+    const int64_t room = kMaxElems / std::max<int64_t>(size(), 1);  // hand-built views may be empty
+    if (n <= 0 || n > room)
+      throw Error(what, "broadcast",
+                  cat("count must be in 1..", room, " (", kMaxElems, " elements in all), got ", n));
     AccessPattern r = *this;
     r.shape[dim] = n;
     r.stride[dim] = 0;
@@ -164,9 +185,13 @@ struct AccessPattern {
   }
 
  private:
+  // The test stays inline and the throw out of line, so the compiler sees
+  // that an index past kMaxDims never reaches shape[] (no -Warray-bounds).
   void check_dim(int dim, const char* what) const {
-    if (dim < 0 || dim >= ndim)
-      throw Error(what, "view", cat("dim ", dim, " outside rank ", ndim));
+    if (dim < 0 || dim >= ndim || dim >= kMaxDims) bad_dim(dim, what);
+  }
+  [[noreturn]] void bad_dim(int dim, const char* what) const {
+    throw Error(what, "view", cat("dim ", dim, " outside rank ", ndim));
   }
 };
 
@@ -186,9 +211,11 @@ struct Tile {
   int64_t byte_hi() const { return addr + (free.max_offset() + 1) * dtype_size(dtype); }
 
   Tile partitions(int start, int count) const {
-    if (start < 0 || count <= 0 || start + count > np)
-      throw Error("tile", "partitions", cat("[", start, ", ", start + count,
-                                            ") is empty or outside [0, ", np, ")"));
+    const int64_t stop = int64_t{start} + count;  // int64: start + count must not overflow
+    if (count <= 0)
+      throw Error("tile", "partitions", cat("[", start, ", ", stop, ") is empty"));
+    if (start < 0 || stop > np)
+      throw Error("tile", "partitions", cat("[", start, ", ", stop, ") is outside [0, ", np, ")"));
     Tile r = *this;
     r.p0 += start;
     r.np = count;
@@ -203,6 +230,8 @@ struct Tile {
   }
   Tile flatten() const { return with(free.reshape({free.size()}, "tile")); }
   Tile transpose(int d0, int d1) const { return with(free.transpose(d0, d1, "tile")); }
+  // A size-1 free dim read n times (stride 0), e.g. a [P, 1] column as [P, N].
+  Tile broadcast(int dim, int64_t n) const { return with(free.broadcast(dim, n, "tile")); }
 
   std::string str() const {  // "sbuf[0:128, 512] bf16 @0x400"
     std::string s = cat(space_name(space), "[", p0, ":", p0 + np);
