@@ -12,6 +12,10 @@
 #include <thread>
 #include <vector>
 
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+
 #include <ncore/isa/core.h>
 #include <ncore/reference/cpu_ops.h>
 
@@ -26,8 +30,16 @@ class CpuBackend {
   explicit CpuBackend(const Target& t)
       : sbuf_pitch_(t.sbuf_partition_bytes + kPitchPad),
         psum_pitch_(t.psum_partition_bytes() + kPitchPad),
-        sbuf_(arena(t.partitions * sbuf_pitch_)),
-        psum_(arena(t.partitions * psum_pitch_)) {}
+        sbuf_bytes_(t.partitions * sbuf_pitch_),
+        psum_bytes_(t.partitions * psum_pitch_),
+        sbuf_(take_arena(sbuf_bytes_)),
+        psum_(take_arena(psum_bytes_)) {}
+  ~CpuBackend() {
+    give_arena(sbuf_bytes_, std::move(sbuf_));
+    give_arena(psum_bytes_, std::move(psum_));
+  }
+  CpuBackend(const CpuBackend&) = delete;
+  CpuBackend& operator=(const CpuBackend&) = delete;
 
   void on_file(uint32_t, std::string_view) {}
   void on_alloc(Space, int64_t, int64_t, SrcLoc) {}
@@ -60,16 +72,45 @@ class CpuBackend {
     void operator()(uint8_t* p) const { std::free(p); }
   };
   using ArenaPtr = std::unique_ptr<uint8_t, FreeDeleter>;
+  struct Pool {
+    std::mutex mu;
+    std::vector<std::pair<int64_t, ArenaPtr>> free;  // (bytes, arena)
+  };
+  static Pool& pool() {
+    static Pool p;
+    return p;
+  }
 
-  // 2 MiB aligned so the kernel can back it with huge pages; filled with NaN
-  // (0xFF bytes) so reading never-written memory shows up in results.
-  static ArenaPtr arena(int64_t bytes) {
+  // Arenas are reused across cores (launches are frequent; a fresh 30 MiB
+  // arena costs page faults). 2 MiB aligned so the OS can back them with huge
+  // pages. A fresh arena is filled with NaN (0xFF bytes) so reading
+  // never-written memory shows in results; a reused one keeps stale data — the
+  // interpreter, not the CPU path, is the tool that reports such reads.
+  static ArenaPtr take_arena(int64_t bytes) {
+    {
+      Pool& p = pool();
+      std::lock_guard<std::mutex> lock(p.mu);
+      for (auto it = p.free.begin(); it != p.free.end(); ++it)
+        if (it->first == bytes) {
+          ArenaPtr a = std::move(it->second);
+          p.free.erase(it);
+          return a;
+        }
+    }
     constexpr size_t kAlign = size_t{2} << 20;
     const size_t n = (size_t(bytes) + kAlign - 1) / kAlign * kAlign;
-    auto* p = static_cast<uint8_t*>(std::aligned_alloc(kAlign, n));
-    if (!p) throw std::bad_alloc();
-    std::memset(p, 0xFF, n);
-    return ArenaPtr(p);
+    auto* raw = static_cast<uint8_t*>(std::aligned_alloc(kAlign, n));
+    if (!raw) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+    madvise(raw, n, MADV_HUGEPAGE);  // a hint: fewer TLB misses across 128 partitions
+#endif
+    std::memset(raw, 0xFF, n);
+    return ArenaPtr(raw);
+  }
+  static void give_arena(int64_t bytes, ArenaPtr a) {
+    Pool& p = pool();
+    std::lock_guard<std::mutex> lock(p.mu);
+    p.free.emplace_back(bytes, std::move(a));
   }
 
   cpu::View resolve(const Operand& o) const {
@@ -102,6 +143,7 @@ class CpuBackend {
   }
 
   int64_t sbuf_pitch_, psum_pitch_;
+  int64_t sbuf_bytes_, psum_bytes_;
   ArenaPtr sbuf_, psum_;
   std::vector<uint8_t*> hbm_;
   std::vector<std::unique_ptr<uint8_t[]>> owned_;

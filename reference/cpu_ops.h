@@ -30,6 +30,9 @@ struct View {
 // Executes `in` (already validated by the front-end) on views resolved per
 // operand slot (empty slots have base == nullptr).
 void execute(const Instr& in, const std::array<View, 5>& v);
+// The Highway target execute() dispatches to now ("AVX3_DL", "AVX2", ...):
+// tests check that each target they force is the one that ran.
+const char* execute_target_name();
 
 // The matmul instruction: dst[M, N] (+)= stationary[K, M]^T @ moving[K, N] in fp32.
 void matmul(const View& dst, const View& stationary, const View& moving, bool accumulate);
