@@ -1,0 +1,88 @@
+// Shared pieces of the ncore CLI: exit codes, option parsing helpers, random
+// inputs, host dtype conversion and robust timing.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include <ncore/host.h>
+#include <ncore/isa/numerics.h>
+
+namespace ncore::cli {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitCheckFailed = 1;  // a result outside its error bound
+inline constexpr int kExitBadInput = 2;     // bad arguments or input files
+
+// "cpu" or a device target name.
+inline const std::vector<std::string>& target_names() {
+  static const std::vector<std::string> names = {"cpu", "trn1", "inf2", "trn2"};
+  return names;
+}
+inline const std::vector<std::string>& device_target_names() {
+  static const std::vector<std::string> names = {"trn1", "inf2", "trn2"};
+  return names;
+}
+
+inline std::vector<float> random_uniform(int64_t n, uint64_t seed, float lo = -1.0f,
+                                         float hi = 1.0f) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// Host buffer of `dtype` holding `src` rounded to it (RNE), and back to f32.
+inline std::vector<uint8_t> encode_all(const std::vector<float>& src, DType dtype) {
+  std::vector<uint8_t> out(src.size() * size_t(dtype_size(dtype)));
+  for (size_t i = 0; i < src.size(); ++i) encode(dtype, src[i], out.data() + i * dtype_size(dtype));
+  return out;
+}
+inline std::vector<float> decode_all(const std::vector<uint8_t>& src, DType dtype) {
+  std::vector<float> out(src.size() / size_t(dtype_size(dtype)));
+  for (size_t i = 0; i < out.size(); ++i) out[i] = decode(dtype, src.data() + i * dtype_size(dtype));
+  return out;
+}
+
+// Median wall time in ms of fn() over at least `min_reps` runs (after one
+// warm-up) or until `budget_s` has passed, whichever is later-bounded by 100 runs.
+inline double median_ms(const std::function<void()>& fn, int min_reps = 5,
+                        double budget_s = 2.0) {
+  using clock = std::chrono::steady_clock;
+  fn();
+  std::vector<double> ms;
+  const auto start = clock::now();
+  while (int(ms.size()) < min_reps ||
+         (std::chrono::duration<double>(clock::now() - start).count() < budget_s &&
+          ms.size() < 100)) {
+    const auto t0 = clock::now();
+    fn();
+    ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
+  }
+  std::nth_element(ms.begin(), ms.begin() + long(ms.size() / 2), ms.end());
+  return ms[ms.size() / 2];
+}
+
+// Registers one kernel's `run`, `check`, `asm` and `bench` subcommands.
+struct Commands {
+  CLI::App* run;
+  CLI::App* check;
+  CLI::App* asm_;
+  CLI::App* bench;
+};
+
+void register_gemm(const Commands& cmds, int& exit_code);
+// Random GEMM on every path in `paths` ("cpu", device targets) vs the golden.
+int check_gemm(int64_t m, int64_t n, int64_t k, DType dtype, const std::vector<std::string>& paths,
+               uint64_t seed);
+int default_work();  // `ncore` with no subcommand
+
+}  // namespace ncore::cli

@@ -1,0 +1,55 @@
+// The ncore binary: run kernels on .npy files, cross-check every path against
+// the float64 golden, print device program listings, benchmark.
+//   ncore                    the default work: GEMM on cpu and trn2, cross-checked
+//   ncore run|check|asm|bench <kernel> ...
+// Exit codes: 0 ok, 1 a result outside its error bound, 2 bad input.
+#include <cstdio>
+#include <exception>
+
+#include "cli/common.h"
+
+namespace ncore::cli {
+
+// GEMM with tails in every dim and K spanning two K blocks, f32 and bf16, on
+// the SIMD CPU reference and on the trn2 device path (interpreter).
+int default_work() {
+  int rc = kExitOk;
+  for (DType dt : {DType::kF32, DType::kBF16})
+    rc = std::max(rc, check_gemm(300, 700, 1100, dt, {"cpu", "trn2"}, 1));
+  return rc;
+}
+
+}  // namespace ncore::cli
+
+int main(int argc, char** argv) {
+  using namespace ncore::cli;
+  CLI::App app{"ncore: NeuronCore kernels on a device model and a SIMD CPU reference"};
+  app.require_subcommand(0, 1);
+  Commands cmds{app.add_subcommand("run", "run a kernel on .npy inputs"),
+                app.add_subcommand("check", "random inputs, every path vs the float64 golden"),
+                app.add_subcommand("asm", "print a kernel's device program"),
+                app.add_subcommand("bench", "measure throughput")};
+  for (CLI::App* c : {cmds.run, cmds.check, cmds.asm_, cmds.bench}) c->require_subcommand(1);
+  int exit_code = kExitOk;
+  try {
+    register_gemm(cmds, exit_code);
+    app.parse(argc, argv);
+    if (app.get_subcommands().empty()) return default_work();
+    return exit_code;
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitBadInput;
+  } catch (const ncore::Error& e) {
+    std::fprintf(stderr, "ncore: %s\n", e.what());
+    return kExitBadInput;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ncore: %s\n", e.what());
+    return kExitBadInput;
+  }
+}

@@ -1,0 +1,175 @@
+// The ncore binary as a user drives it: `run gemm` on .npy files agrees with a
+// float64 matmul within the derived bound on odd shapes, both dtypes, cpu and
+// trn2; every bad input exits 2 with a message and leaves no output file.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include <golden.h>
+
+#include "../../bench/npy.h"
+
+namespace ncore {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int rc;
+  std::string out;  // stdout and stderr
+};
+
+Result ncore_cli(const std::string& args) {
+  const std::string cmd = std::string(NCORE_BIN_DIR) + "/ncore " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return {-1, "popen failed"};
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("ncore_cli_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+  std::string write_matrix(const std::string& name, int64_t rows, int64_t cols, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    std::vector<float> v(static_cast<size_t>(rows * cols));
+    for (float& x : v) x = u(rng);
+    npy::write(path(name), {rows, cols}, v.data());
+    return path(name);
+  }
+  void write_bytes(const std::string& name, const std::string& bytes) {
+    std::ofstream(path(name), std::ios::binary) << bytes;
+  }
+  // A .npy header with arbitrary dict text, followed by `data_bytes` zero bytes.
+  void write_npy_header(const std::string& name, const std::string& dict, size_t data_bytes) {
+    std::string h = dict;
+    while ((10 + h.size() + 1) % 64) h += ' ';
+    h += '\n';
+    std::string f = std::string("\x93NUMPY\x01\x00", 8);
+    f += char(h.size() & 0xFF);
+    f += char(h.size() >> 8);
+    f += h;
+    f += std::string(data_bytes, '\0');
+    write_bytes(name, f);
+  }
+
+  fs::path dir_;
+};
+
+// Rounds like `--dtype`: the golden sees exactly the values the kernel sees.
+golden::MatF rounded(const npy::Array& a, DType dt) {
+  golden::MatF m(a.dim(0), a.dim(1));
+  for (int64_t i = 0; i < m.size(); ++i) m.data()[i] = round_to(dt, a.data[size_t(i)]);
+  return m;
+}
+
+TEST_F(CliTest, RunGemmMatchesFloat64OnOddShapes) {
+  struct Shape {
+    int64_t m, n, k;
+  };
+  for (Shape s : {Shape{1, 1, 1}, Shape{130, 513, 129}, Shape{3, 5, 9000}}) {
+    const std::string a = write_matrix("a.npy", s.m, s.k, 1), b = write_matrix("b.npy", s.k, s.n, 2);
+    for (const char* dtype : {"f32", "bf16"}) {
+      const DType dt = std::string(dtype) == "bf16" ? DType::kBF16 : DType::kF32;
+      const auto g = golden::gemm(rounded(npy::read(a), dt), rounded(npy::read(b), dt), DType::kF32);
+      for (const char* target : {"cpu", "trn2"}) {
+        const std::string out = path(std::string("c_") + dtype + target + ".npy");
+        const Result r = ncore_cli("run gemm --a " + a + " --b " + b + " --out " + out +
+                                   " --target " + target + " --dtype " + dtype);
+        ASSERT_EQ(r.rc, 0) << r.out;
+        const npy::Array c = npy::read(out);
+        ASSERT_EQ(c.shape, (std::vector<int64_t>{s.m, s.n}));
+        const golden::MatF cf = Eigen::Map<const golden::MatF>(c.data.data(), s.m, s.n);
+        EXPECT_LE(golden::worst_ratio(cf, g.c, g.bound), 1.0)
+            << s.m << "x" << s.n << "x" << s.k << " " << dtype << " " << target;
+      }
+    }
+  }
+}
+
+TEST_F(CliTest, BadInputExitsTwoWithAMessageAndNoOutput) {
+  const std::string a = write_matrix("a.npy", 4, 5, 1), b = write_matrix("b.npy", 5, 6, 2);
+  const std::string b_bad_k = write_matrix("b_bad_k.npy", 7, 6, 3);
+  {
+    std::vector<float> v(24);
+    npy::write(path("a3d.npy"), {2, 3, 4}, v.data());
+  }
+  write_bytes("garbage.npy", "this is not a numpy file at all");
+  write_npy_header("f64.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (4, 5), }", 160);
+  write_npy_header("fortran.npy", "{'descr': '<f4', 'fortran_order': True, 'shape': (4, 5), }", 80);
+  write_npy_header("short.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 5), }", 79);
+  write_npy_header("badshape.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (4, x), }", 80);
+  write_bytes("truncated_header.npy", std::string("\x93NUMPY\x01\x00\xff\x00{'descr'", 18));
+  fs::create_directories(path("a_directory.npy"));
+
+  struct Bad {
+    std::string args, message;
+  };
+  const std::string out = path("c.npy");
+  const std::string ab = " --out " + out;
+  const std::vector<Bad> cases = {
+      {"--a " + a + " --b " + b_bad_k + ab, "B has 7 rows, A has 5 columns"},
+      {"--a " + path("a3d.npy") + " --b " + b + ab, "A must be 2-D, got rank 3"},
+      {"--a " + path("missing.npy") + " --b " + b + ab, "cannot be opened"},
+      {"--a " + path("a_directory.npy") + " --b " + b + ab, "a_directory.npy"},
+      {"--a " + path("garbage.npy") + " --b " + b + ab, "bad magic"},
+      {"--a " + path("f64.npy") + " --b " + b + ab, "dtype must be float32"},
+      {"--a " + path("fortran.npy") + " --b " + b + ab, "C-ordered"},
+      {"--a " + path("short.npy") + " --b " + b + ab, "holds 79 data bytes, its shape needs 80"},
+      {"--a " + path("badshape.npy") + " --b " + b + ab, "non-integer"},
+      {"--a " + path("truncated_header.npy") + " --b " + b + ab, "truncated"},
+      {"--a " + a + " --b " + b + ab + " --target tpu", "tpu"},
+      {"--a " + a + " --b " + b + ab + " --dtype f64", "f64"},
+      {"--a " + a + ab, "--b"},
+  };
+  for (const Bad& c : cases) {
+    const Result r = ncore_cli("run gemm " + c.args);
+    EXPECT_EQ(r.rc, 2) << c.args << "\n" << r.out;
+    EXPECT_THAT(r.out, ::testing::HasSubstr(c.message)) << c.args;
+    EXPECT_FALSE(fs::exists(out)) << "partial output after: " << c.args;
+    EXPECT_FALSE(fs::exists(out + ".tmp"));
+  }
+  // Unknown subcommands and kernels are bad input too.
+  EXPECT_EQ(ncore_cli("frobnicate").rc, 2);
+  EXPECT_EQ(ncore_cli("run conv2d").rc, 2);
+}
+
+TEST_F(CliTest, CheckAsmAndBenchJson) {
+  Result r = ncore_cli("check gemm --m 33 --n 600 --k 140 --dtype bf16 --target trn1");
+  EXPECT_EQ(r.rc, 0) << r.out;
+  EXPECT_THAT(r.out, ::testing::HasSubstr("PASS"));
+  r = ncore_cli("asm gemm --m 33 --n 600 --k 140 --target trn2");
+  EXPECT_EQ(r.rc, 0) << r.out;
+  EXPECT_THAT(r.out, ::testing::HasSubstr("matmul"));
+  EXPECT_THAT(r.out, ::testing::HasSubstr("kernels/gemm.h:"));
+  EXPECT_EQ(ncore_cli("asm gemm --m 3 --n 3 --k 3 --target cpu").rc, 2);
+  r = ncore_cli("bench gemm --m 64 --n 64 --k 64 --dtype bf16 --threads 2 --json");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  for (const char* key : {"kernel", "target", "m", "n", "k", "dtype", "threads", "median_ms", "gflops"})
+    EXPECT_TRUE(j.contains(key)) << key;
+  EXPECT_EQ(j["kernel"], "gemm");
+  EXPECT_EQ(j["threads"], 2);
+  EXPECT_GT(j["gflops"].get<double>(), 0.0);
+}
+
+}  // namespace
+}  // namespace ncore
