@@ -662,14 +662,16 @@ class Interpreter {
     for (int64_t r = 0; r < d.rows; ++r) {
       load(s, r, x);
       for (int64_t j = 0; j < kept; ++j) {
-        const float v = sim::reduce_in_order(in.alu0, x + j * inner, inner);
+        const float* row = x + j * inner;
+        const float v = reduce(in.alu0, inner, [row](int64_t i) { return row[i]; });
         y[j] = in.has(kNegate) ? -v : v;
       }
       store(d, r, y);
     }
   }
 
-  // dst = func(src * scale + bias); accum = in-order fp32 sum of the results.
+  // dst = func(src * scale + bias); accum = fp32 sum of the results in the shared
+  // reduction order (semantics.h reduce), as the CPU reference sums.
   void exec_activation(const Instr& in) {
     const Opnd d = resolve(in, 0), s = resolve(in, 1);
     const bool has_accum = !in.opnd[2].empty();
@@ -682,7 +684,7 @@ class Interpreter {
       const float bias = scalar(in, 3, r, in.imm[1]);
       sim::scale_bias(x, scale, bias, n);
       sim::activate_row(in.func, x, n);
-      const float sum = has_accum ? sim::sum_in_order(x, n) : 0.0f;
+      const float sum = has_accum ? reduce(AluOp::kAdd, n, [x](int64_t i) { return x[i]; }) : 0.0f;
       store(d, r, x);
       if (has_accum) store(acc, r, &sum);
     }
@@ -748,15 +750,10 @@ class Interpreter {
     const Opnd d = resolve(in, 0), s = resolve(in, 1);
     const int64_t n = s.ap.size();
     float* x = buf(0, n);
-    float* even = buf(1, n);
-    float* tmp = buf(2, n);
     for (int64_t r = 0; r < d.rows; ++r) {
       load(s, r, x);
-      const int64_t ne = (n + 1) / 2, no = n / 2;
-      for (int64_t j = 0; j < ne; ++j) even[j] = x[2 * j];
-      for (int64_t j = 0; j < no; ++j) even[ne + j] = x[2 * j + 1];
-      const sim::Moments me = sim::moments(even, ne, tmp);
-      const sim::Moments mo = sim::moments(even + ne, no, tmp);
+      const Moments me = moments((n + 1) / 2, [x](int64_t j) { return x[2 * j]; });
+      const Moments mo = moments(n / 2, [x](int64_t j) { return x[2 * j + 1]; });
       const float out[6] = {me.count, me.mean, me.m2, mo.count, mo.mean, mo.m2};
       store(d, r, out);
     }
@@ -769,8 +766,8 @@ class Interpreter {
     float* x = buf(0, n);
     for (int64_t r = 0; r < d.rows; ++r) {
       load(s, r, x);
-      sim::Moments all;
-      for (int64_t g = 0; g + 3 <= n; g += 3) all = sim::combine(all, {x[g], x[g + 1], x[g + 2]});
+      Moments all;
+      for (int64_t g = 0; g + 3 <= n; g += 3) all = combine(all, {x[g], x[g + 1], x[g + 2]});
       const float nan = std::numeric_limits<float>::quiet_NaN();
       const float out[2] = {all.count == 0.0f ? nan : all.mean,
                             all.count == 0.0f ? nan : all.m2 / all.count};

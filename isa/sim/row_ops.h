@@ -164,20 +164,6 @@ inline void scale_bias(float* __restrict a, float s, float b, int64_t n) {
   }
 }
 
-// fp32 sum in element order (no reassociation: the compiler keeps it sequential).
-inline float sum_in_order(const float* a, int64_t n) {
-  float s = 0.0f;
-  for (int64_t i = 0; i < n; ++i) s += a[i];
-  return s;
-}
-
-// Reduction of a[0..n) with op (add, max, min) from its identity, in order.
-inline float reduce_in_order(AluOp op, const float* a, int64_t n) {
-  float acc = reduce_identity(op);
-  for (int64_t i = 0; i < n; ++i) acc = alu(op, acc, a[i]);
-  return acc;
-}
-
 // ---- matmul ----
 
 // The matmul micro-kernel: kMatmulRows x kMatmulCols fp32 accumulators held
@@ -246,49 +232,6 @@ inline void matmul_rows(const float* st, const float* mv, int64_t K, int64_t M, 
   } else {
     matmul_edge(st, mv, K, M, N, m0, rows, 0, N, out);
   }
-}
-
-// ---- bn_stats / bn_aggr ----
-
-struct Moments {
-  float count = 0.0f, mean = 0.0f, m2 = 0.0f;  // m2: sum of squared deviations
-};
-
-// Two passes in fp32: mean = (in-order sum) / count, then the in-order sum of
-// (x - mean)^2. `tmp` holds n floats.
-inline Moments moments(const float* x, int64_t n, float* tmp) {
-  Moments r;
-  if (n == 0) return r;
-  r.count = static_cast<float>(n);
-  r.mean = sum_in_order(x, n) / r.count;
-  for (int64_t i = 0; i < n; ++i) {
-    const float d = x[i] - r.mean;
-    tmp[i] = d * d;
-  }
-  r.m2 = sum_in_order(tmp, n);
-  return r;
-}
-
-// Chan et al.'s pairwise update, in fp32, one rounding per operation:
-//   n = na + nb, d = mb - ma, mean = ma + d * (nb / n),
-//   m2 = (m2a + m2b) + (d * d) * (na * nb / n).
-// An empty side leaves the other unchanged.
-inline Moments combine(const Moments& a, const Moments& b) {
-  if (b.count == 0.0f) return a;
-  if (a.count == 0.0f) return b;
-  Moments r;
-  r.count = a.count + b.count;
-  const float d = b.mean - a.mean;
-  const float fb = b.count / r.count;
-  const float shift = d * fb;
-  r.mean = a.mean + shift;
-  const float nab = a.count * b.count;
-  const float w = nab / r.count;
-  const float dd = d * d;
-  const float cross = dd * w;
-  const float m2s = a.m2 + b.m2;
-  r.m2 = m2s + cross;
-  return r;
 }
 
 }  // namespace ncore::sim
