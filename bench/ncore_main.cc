@@ -28,8 +28,10 @@ int main(int argc, char** argv) {
   Commands cmds{app.add_subcommand("run", "run a kernel on .npy inputs"),
                 app.add_subcommand("check", "random inputs, every path vs the float64 golden"),
                 app.add_subcommand("asm", "print a kernel's device program"),
-                app.add_subcommand("bench", "measure throughput")};
-  for (CLI::App* c : {cmds.run, cmds.check, cmds.asm_, cmds.bench}) c->require_subcommand(1);
+                app.add_subcommand("bench", "measure throughput (cpu) or model it (device)"),
+                app.add_subcommand("profile", "write a Chrome trace of the modelled program")};
+  for (CLI::App* c : {cmds.run, cmds.check, cmds.asm_, cmds.bench, cmds.profile})
+    c->require_subcommand(1);
   int exit_code = kExitOk;
   try {
     register_gemm(cmds, exit_code);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include <ncore/host.h>
 #include <ncore/isa/numerics.h>
@@ -71,15 +72,26 @@ inline double median_ms(const std::function<void()>& fn, int min_reps = 5,
   return ms[ms.size() / 2];
 }
 
-// Registers one kernel's `run`, `check`, `asm` and `bench` subcommands.
+// The verbs; each kernel registers its subcommand under every one of them.
 struct Commands {
   CLI::App* run;
   CLI::App* check;
   CLI::App* asm_;
   CLI::App* bench;
+  CLI::App* profile;
 };
 
 void register_gemm(const Commands& cmds, int& exit_code);
+void register_attention(const Commands& cmds, int& exit_code);
+void register_norms(const Commands& cmds, int& exit_code);
+
+// Device-model output shared by every kernel (bench/cli/model_cmd.cc):
+// `bench --target <device>` prints the modelled figures of `program` (with
+// --json one object: kernel, target, the `shape` fields, latency_us, tflops,
+// te_utilization, mbu, engines); `profile` writes a Chrome trace to `path`.
+int bench_device(const std::string& kernel, const Program& program, const nlohmann::json& shape,
+                 bool json);
+int profile_device(const std::string& kernel, const Program& program, const std::string& path);
 // Random GEMM on every path in `paths` ("cpu", device targets) vs the golden.
 int check_gemm(int64_t m, int64_t n, int64_t k, DType dtype, const std::vector<std::string>& paths,
                uint64_t seed);
