@@ -64,7 +64,8 @@
 namespace ncore {
 
 struct InterpOptions {
-  uint64_t seed = 1;         // picks the adversarial schedule; same seed, same run
+  uint64_t seed = 1;         // picks the adversarial schedule (scheduler.h: seed % 4 picks the
+                             // slow queues); same seed, same run
   bool fp32_only = false;    // keep full fp32 on chip whatever the dtype
   bool adversarial = true;   // false: the earliest ready instruction always runs next
 };

@@ -1,11 +1,18 @@
 // The order in which the interpreter runs a Program's instructions: legal,
 // and as hostile as a seed makes it. Each compute engine runs its own
 // instructions in program order, and so does each DMA queue; an instruction
-// runs once all its dependencies have. Among the ready queue heads the
-// adversarial pick takes, with probability 1/2, the one latest in program
-// order (the furthest any missing dependency can be exploited), otherwise a
-// uniformly random one, so a missing semaphore shows up as a wrong result or
-// a read of uninitialised memory rather than going unnoticed.
+// runs once all its dependencies have.
+//
+// The adversary models the races real timing produces: each seed makes some
+// queues "slow" — they run only when no fast queue can, and then the earliest
+// such instruction first, as a lagging engine completes in order — while fast
+// queues race ahead (the ready head latest in program order with probability
+// 1/2, else a random one). A missing dependency P -> C with P slow and C fast
+// then lets C run before P, so it shows up as a wrong result or a read of
+// uninitialised memory rather than going unnoticed. seed % 4 picks which
+// queues are slow: 0 none, 1 every DMA queue (catches loads a consumer does
+// not wait for), 2 every compute engine (catches overwrites of buffers still
+// being read), 3 a random half of all queues.
 //
 // A dependency may point forward (a wait on a later instruction of another
 // queue); one that can never be met — a cycle, or a wait on an instruction
@@ -84,6 +91,17 @@ class Scheduler {
   void run(bool adversarial, uint64_t seed, Exec&& exec) {
     const size_t n = prog_.instrs.size();
     SplitMix64 rng(seed);
+    std::vector<char> slow(kQueues, 0);
+    if (adversarial)
+      for (int q = 0; q < kQueues; ++q) {
+        const bool dma = q >= kComputeQueues;
+        switch (seed % 4) {
+          case 1: slow[size_t(q)] = dma; break;
+          case 2: slow[size_t(q)] = !dma; break;
+          case 3: slow[size_t(q)] = char(rng.next() & 1); break;
+          default: break;
+        }
+      }
     std::vector<uint32_t> wait = initial_wait_;
     std::vector<uint32_t> head(kQueues, 0);
     std::vector<char> done(n, 0);
@@ -97,7 +115,7 @@ class Scheduler {
     while (order_.size() < n) {
       if (ready.empty()) deadlock(done, head);
       stats_.max_ready = std::max<uint64_t>(stats_.max_ready, ready.size());
-      const size_t pick = choose(ready, adversarial, rng);
+      const size_t pick = choose(ready, adversarial, slow, rng);
       const uint32_t i = ready[pick];
       ready[pick] = ready.back();
       ready.pop_back();
@@ -121,17 +139,26 @@ class Scheduler {
   const ScheduleStats& stats() const { return stats_; }
 
  private:
-  static size_t choose(const std::vector<uint32_t>& ready, bool adversarial, SplitMix64& rng) {
-    auto extreme = [&](bool latest) {
-      size_t best = 0;
-      for (size_t k = 1; k < ready.size(); ++k)
-        if (latest ? ready[k] > ready[best] : ready[k] < ready[best]) best = k;
+  size_t choose(const std::vector<uint32_t>& ready, bool adversarial,
+                const std::vector<char>& slow, SplitMix64& rng) const {
+    // The latest (or earliest) ready instruction among the fast (or slow) queues.
+    auto extreme = [&](bool latest, bool of_slow) {
+      size_t best = SIZE_MAX;
+      for (size_t k = 0; k < ready.size(); ++k) {
+        if (bool(slow[queue_of_[ready[k]]]) != of_slow) continue;
+        if (best == SIZE_MAX || (latest ? ready[k] > ready[best] : ready[k] < ready[best]))
+          best = k;
+      }
       return best;
     };
-    if (!adversarial) return extreme(false);
+    if (!adversarial) return extreme(false, false);
+    const size_t fast_latest = extreme(true, false);
+    if (fast_latest == SIZE_MAX) return extreme(false, true);  // only slow queues can run
     const uint64_t r = rng.next();
-    if (r & 1) return extreme(true);
-    return size_t((r >> 1) % ready.size());
+    if (r & 1) return fast_latest;
+    size_t nth = size_t((r >> 1) % ready.size());  // a random fast one
+    for (size_t k = 0;; k = (k + 1) % ready.size())
+      if (!slow[queue_of_[ready[k]]] && nth-- == 0) return k;
   }
 
   // Nothing is ready but instructions remain: name the earliest stuck queue
