@@ -92,9 +92,11 @@ void register_norms(const Commands& cmds, int& exit_code);
 int bench_device(const std::string& kernel, const Program& program, const nlohmann::json& shape,
                  bool json);
 int profile_device(const std::string& kernel, const Program& program, const std::string& path);
+// `ncore calibrate [--json]`.
+void register_calibrate(CLI::App& app, int& exit_code);
 // Random GEMM on every path in `paths` ("cpu", device targets) vs the golden.
 int check_gemm(int64_t m, int64_t n, int64_t k, DType dtype, const std::vector<std::string>& paths,
-               uint64_t seed);
+               uint64_t seed, bool a_transposed = false);
 int default_work();  // `ncore` with no subcommand
 
 }  // namespace ncore::cli

@@ -17,23 +17,36 @@ namespace {
 struct GemmProblem {
   int64_t m = 0, n = 0, k = 0;
   DType dtype = DType::kF32;
-  std::vector<uint8_t> a, b;  // [M, K], [K, N] encoded in dtype
+  bool a_transposed = false;  // a holds A^T [K, M]
+  std::vector<uint8_t> a, b;  // [M, K] (or [K, M]), [K, N] encoded in dtype
 };
 
 GemmProblem make_problem(int64_t m, int64_t n, int64_t k, DType dtype,
-                         const std::vector<float>& a, const std::vector<float>& b) {
-  return GemmProblem{m, n, k, dtype, encode_all(a, dtype), encode_all(b, dtype)};
+                         const std::vector<float>& a, const std::vector<float>& b,
+                         bool a_transposed = false) {
+  return GemmProblem{m, n, k, dtype, a_transposed, encode_all(a, dtype), encode_all(b, dtype)};
+}
+
+std::vector<HostTensor> gemm_io(const GemmProblem& p, void* a, void* b, void* c) {
+  return {{"A", a, p.dtype, p.a_transposed ? std::vector<int64_t>{p.k, p.m}
+                                           : std::vector<int64_t>{p.m, p.k}},
+          {"B", b, p.dtype, {p.k, p.n}},
+          {"C", c, DType::kF32, {p.m, p.n}, HbmKind::kOutput}};
+}
+
+auto gemm_kernel(bool a_transposed) {
+  return [a_transposed](auto& nc, std::vector<HbmTensor>& t) {
+    gemm(nc, t[2], t[0], t[1], {.a_transposed = a_transposed});
+  };
 }
 
 // C [M, N] f32 computed on `path`: "cpu" (SIMD reference) or a device target
 // (emitted program replayed in the interpreter).
 std::vector<float> run_gemm(const std::string& path, const GemmProblem& p, int threads = 1) {
   std::vector<float> c(size_t(p.m * p.n));
-  std::vector<HostTensor> io = {
-      {"A", const_cast<uint8_t*>(p.a.data()), p.dtype, {p.m, p.k}},
-      {"B", const_cast<uint8_t*>(p.b.data()), p.dtype, {p.k, p.n}},
-      {"C", c.data(), DType::kF32, {p.m, p.n}, HbmKind::kOutput}};
-  auto kernel = [](auto& nc, std::vector<HbmTensor>& t) { gemm(nc, t[2], t[0], t[1]); };
+  const auto io = gemm_io(p, const_cast<uint8_t*>(p.a.data()), const_cast<uint8_t*>(p.b.data()),
+                          c.data());
+  const auto kernel = gemm_kernel(p.a_transposed);
   if (path == "cpu") {
     run_cpu(io, kernel, {.threads = threads});
   } else {
@@ -46,9 +59,18 @@ DType parse_gemm_dtype(const std::string& s) { return s == "bf16" ? DType::kBF16
 
 struct Shape {
   int64_t m = 0, n = 0, k = 0;
+  bool a_transposed = false;
 };
 
+// The device program of an M x N x K GEMM with `dtype` inputs and f32 output.
+Program gemm_program(const std::string& target, const Shape& s, DType dtype) {
+  const GemmProblem p{s.m, s.n, s.k, dtype, s.a_transposed, {}, {}};
+  return build_program(*find_target(target), gemm_io(p, nullptr, nullptr, nullptr),
+                       gemm_kernel(s.a_transposed));
+}
+
 void add_shape(CLI::App* app, Shape& s) {
+  app->add_flag("--a-transposed", s.a_transposed, "A is given as A^T [K, M] (NKI's lhsT)");
   app->add_option("--m", s.m, "rows of A and C")->required()->check(CLI::PositiveNumber);
   app->add_option("--n", s.n, "columns of B and C")->required()->check(CLI::PositiveNumber);
   app->add_option("--k", s.k, "contraction size")->required()->check(CLI::PositiveNumber);
@@ -63,13 +85,15 @@ void add_dtype(CLI::App* app, std::string& dtype) {
 // Checks every path of one GEMM against the float64 golden; prints a table and
 // returns kExitOk or kExitCheckFailed.
 int check_gemm(int64_t m, int64_t n, int64_t k, DType dtype, const std::vector<std::string>& paths,
-               uint64_t seed) {
+               uint64_t seed, bool a_transposed) {
   const std::vector<float> a32 = random_uniform(m * k, seed), b32 = random_uniform(k * n, seed + 1);
-  const GemmProblem p = make_problem(m, n, k, dtype, a32, b32);
+  const GemmProblem p = make_problem(m, n, k, dtype, a32, b32, a_transposed);  // a32 as given
   const auto a = decode_all(p.a, dtype), b = decode_all(p.b, dtype);  // exactly what the kernel sees
-  const golden::GemmGolden g = golden::gemm(
-      Eigen::Map<const golden::MatF>(a.data(), m, k), Eigen::Map<const golden::MatF>(b.data(), k, n),
-      DType::kF32);
+  const golden::MatF a_mk = a_transposed
+                                ? golden::MatF(Eigen::Map<const golden::MatF>(a.data(), k, m).transpose())
+                                : golden::MatF(Eigen::Map<const golden::MatF>(a.data(), m, k));
+  const golden::GemmGolden g =
+      golden::gemm(a_mk, Eigen::Map<const golden::MatF>(b.data(), k, n), DType::kF32);
   std::printf("gemm %ldx%ldx%ld %s: C = A @ B vs float64 golden, bound = gamma_K(u32)|A||B| + u_out|C|\n",
               long(m), long(n), long(k), std::string(dtype_name(dtype)).c_str());
   std::printf("  %-6s %12s %16s %10s\n", "path", "max|err|", "worst err/bound", "ms");
@@ -94,10 +118,12 @@ void register_gemm(const Commands& cmds, int& exit_code) {
   // ---- run ----
   struct RunArgs {
     std::string a, b, out, target = "cpu", dtype = "f32";
+    bool a_transposed = false;
   };
   auto ra = std::make_shared<RunArgs>();
   CLI::App* run = cmds.run->add_subcommand("gemm", "C = A @ B on .npy files");
-  run->add_option("--a", ra->a, "A [M, K] float32 .npy")->required();
+  run->add_option("--a", ra->a, "A [M, K] float32 .npy ([K, M] with --a-transposed)")->required();
+  run->add_flag("--a-transposed", ra->a_transposed, "A is given as A^T [K, M] (NKI's lhsT)");
   run->add_option("--b", ra->b, "B [K, N] float32 .npy")->required();
   run->add_option("--out", ra->out, "C [M, N] float32 .npy to write")->required();
   run->add_option("--target", ra->target, "cpu or a device target (interpreted)")
@@ -107,13 +133,15 @@ void register_gemm(const Commands& cmds, int& exit_code) {
     const npy::Array a = npy::read(ra->a), b = npy::read(ra->b);
     if (a.shape.size() != 2) throw Error("run gemm", "A", cat("must be 2-D, got rank ", a.shape.size()));
     if (b.shape.size() != 2) throw Error("run gemm", "B", cat("must be 2-D, got rank ", b.shape.size()));
-    if (a.dim(1) != b.dim(0))
-      throw Error("run gemm", "B", cat("has ", b.dim(0), " rows, A has ", a.dim(1), " columns"));
+    const bool at = ra->a_transposed;
+    const int64_t m = a.dim(at ? 1 : 0), k = a.dim(at ? 0 : 1);
+    if (k != b.dim(0))
+      throw Error("run gemm", "B", cat("has ", b.dim(0), " rows, A has ", k, at ? " rows" : " columns"));
     for (const auto* arr : {&a, &b})
       for (int64_t d : arr->shape)
         if (d == 0) throw Error("run gemm", arr == &a ? "A" : "B", "has an empty dimension");
-    const GemmProblem p = make_problem(a.dim(0), b.dim(1), a.dim(1), parse_gemm_dtype(ra->dtype),
-                                       a.data, b.data);
+    const GemmProblem p =
+        make_problem(m, b.dim(1), k, parse_gemm_dtype(ra->dtype), a.data, b.data, at);
     const std::vector<float> c = run_gemm(ra->target, p);
     npy::write(ra->out, {p.m, p.n}, c.data());
     exit_code = kExitOk;
@@ -135,7 +163,8 @@ void register_gemm(const Commands& cmds, int& exit_code) {
   check->callback([ca, &exit_code] {
     std::vector<std::string> paths = {"cpu"};
     if (ca->target != "cpu") paths.push_back(ca->target);
-    exit_code = check_gemm(ca->s.m, ca->s.n, ca->s.k, parse_gemm_dtype(ca->dtype), paths, ca->seed);
+    exit_code = check_gemm(ca->s.m, ca->s.n, ca->s.k, parse_gemm_dtype(ca->dtype), paths, ca->seed,
+                           ca->s.a_transposed);
   });
 
   // ---- asm ----
@@ -150,36 +179,40 @@ void register_gemm(const Commands& cmds, int& exit_code) {
   asm_->add_option("--target", aa->target, "device target")
       ->check(CLI::IsMember(device_target_names()));
   asm_->callback([aa, &exit_code] {
-    const DType dt = parse_gemm_dtype(aa->dtype);
-    std::vector<HostTensor> io = {{"A", nullptr, dt, {aa->s.m, aa->s.k}},
-                                  {"B", nullptr, dt, {aa->s.k, aa->s.n}},
-                                  {"C", nullptr, DType::kF32, {aa->s.m, aa->s.n}, HbmKind::kOutput}};
-    const Program prog = build_program(*find_target(aa->target), io, [](auto& nc, auto& t) {
-      gemm(nc, t[2], t[0], t[1]);
-    });
-    std::cout << listing(prog);
+    std::cout << listing(gemm_program(aa->target, aa->s, parse_gemm_dtype(aa->dtype)));
     exit_code = kExitOk;
   });
 
   // ---- bench ----
   struct BenchArgs {
     Shape s;
-    std::string dtype = "f32";
+    std::string dtype = "f32", target = "cpu";
     int threads = 1;
     bool json = false;
   };
   auto ba = std::make_shared<BenchArgs>();
-  CLI::App* bench = cmds.bench->add_subcommand("gemm", "CPU GEMM throughput (median of runs)");
+  CLI::App* bench = cmds.bench->add_subcommand(
+      "gemm", "CPU GEMM throughput (median of runs), or the modelled device figures");
   add_shape(bench, ba->s);
   add_dtype(bench, ba->dtype);
+  bench->add_option("--target", ba->target, "cpu (measured) or a device target (modelled)")
+      ->check(CLI::IsMember(target_names()));
   bench->add_option("--threads", ba->threads, "SPMD program instances (threads)")
       ->check(CLI::Range(1, 256));
   bench->add_flag("--json", ba->json, "print one JSON object");
   bench->callback([ba, &exit_code] {
     const DType dt = parse_gemm_dtype(ba->dtype);
     const auto& s = ba->s;
+    if (ba->target != "cpu") {
+      exit_code = bench_device("gemm", gemm_program(ba->target, s, dt),
+                               {{"m", s.m}, {"n", s.n}, {"k", s.k}, {"dtype", ba->dtype},
+                                {"a_transposed", s.a_transposed}},
+                               ba->json);
+      return;
+    }
     const GemmProblem p =
-        make_problem(s.m, s.n, s.k, dt, random_uniform(s.m * s.k, 1), random_uniform(s.k * s.n, 2));
+        make_problem(s.m, s.n, s.k, dt, random_uniform(s.m * s.k, 1), random_uniform(s.k * s.n, 2),
+                     s.a_transposed);
     const double ms = median_ms([&] { run_gemm("cpu", p, ba->threads); });
     const double gflops = 2.0 * double(s.m) * double(s.n) * double(s.k) / (ms * 1e6);
     if (ba->json) {
@@ -192,6 +225,24 @@ void register_gemm(const Commands& cmds, int& exit_code) {
                   long(s.n), long(s.k), ba->dtype.c_str(), ba->threads, ms, gflops);
     }
     exit_code = kExitOk;
+  });
+
+  // ---- profile ----
+  struct ProfileArgs {
+    Shape s;
+    std::string dtype = "f32", target = "trn2", trace;
+  };
+  auto pa = std::make_shared<ProfileArgs>();
+  CLI::App* profile = cmds.profile->add_subcommand("gemm", "model the program, write a trace");
+  add_shape(profile, pa->s);
+  add_dtype(profile, pa->dtype);
+  profile->add_option("--target", pa->target, "device target")
+      ->check(CLI::IsMember(device_target_names()));
+  profile->add_option("--trace", pa->trace, "Chrome trace-event JSON to write")->required();
+  profile->callback([pa, &exit_code] {
+    exit_code = profile_device(
+        "gemm", gemm_program(pa->target, pa->s, parse_gemm_dtype(pa->dtype)),
+        pa->trace);
   });
 }
 
