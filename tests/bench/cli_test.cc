@@ -171,5 +171,55 @@ TEST_F(CliTest, CheckAsmAndBenchJson) {
   EXPECT_GT(j["gflops"].get<double>(), 0.0);
 }
 
+TEST_F(CliTest, DeviceBenchProfileAndCalibrate) {
+  Result r = ncore_cli("bench gemm --m 256 --n 1024 --k 512 --dtype bf16 --target trn2 --json");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  for (const char* key : {"kernel", "target", "m", "n", "k", "dtype", "latency_us", "tflops",
+                          "te_utilization", "mbu", "engines"})
+    EXPECT_TRUE(j.contains(key)) << key;
+  EXPECT_EQ(j["target"], "trn2");
+  EXPECT_GT(j["te_utilization"].get<double>(), 0.0);
+  EXPECT_LE(j["te_utilization"].get<double>(), 1.0);
+  for (const char* e : {"tensor", "vector", "scalar", "gpsimd", "dma"}) {
+    ASSERT_TRUE(j["engines"].contains(e)) << e;
+    EXPECT_GE(j["engines"][e].get<double>(), 0.0);
+    EXPECT_LE(j["engines"][e].get<double>(), 1.0);
+  }
+  r = ncore_cli("bench gemm --m 256 --n 1024 --k 512 --target trn1");
+  EXPECT_EQ(r.rc, 0) << r.out;
+  EXPECT_THAT(r.out, ::testing::HasSubstr("Tensor Engine utilisation"));
+
+  const std::string trace = path("trace.json");
+  r = ncore_cli("profile gemm --m 200 --n 600 --k 300 --target trn1 --trace " + trace);
+  ASSERT_EQ(r.rc, 0) << r.out;
+  std::ifstream f(trace);
+  const auto t = nlohmann::json::parse(f);
+  const auto& events = t.is_array() ? t : t["traceEvents"];
+  size_t complete = 0;
+  for (const auto& e : events) complete += e.value("ph", "") == "X";
+  EXPECT_GT(complete, 10u);
+  EXPECT_EQ(ncore_cli("profile gemm --m 2 --n 2 --k 2 --target cpu --trace " + trace).rc, 2);
+
+  r = ncore_cli("calibrate --json");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const auto rows = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(rows.is_array());
+  int published = 0;
+  for (const auto& row : rows) {
+    for (const char* key : {"case", "published_ms", "modelled_ms", "ratio"})
+      EXPECT_TRUE(row.contains(key)) << key;
+    if (!row["published_ms"].is_null()) {
+      ++published;
+      EXPECT_NEAR(row["ratio"].get<double>(),
+                  row["modelled_ms"].get<double>() / row["published_ms"].get<double>(), 1e-9);
+    }
+  }
+  EXPECT_EQ(published, 4);  // the four trn1 tutorial latencies
+  r = ncore_cli("calibrate");
+  EXPECT_EQ(r.rc, 0);
+  EXPECT_THAT(r.out, ::testing::HasSubstr("fully_blocked"));
+}
+
 }  // namespace
 }  // namespace ncore

@@ -9,6 +9,7 @@
 
 #include <golden.h>
 #include <ncore/host.h>
+#include <ncore/isa/cost/model.h>
 #include <ncore/kernels/gemm.h>
 
 namespace ncore {
@@ -244,6 +245,23 @@ TEST(Gemm, InterpreterCatchesADroppedDependency) {
   for (uint64_t seed = 0; seed < 8; ++seed) {
     run_program(intact, io, {.seed = seed});
     EXPECT_LE(golden::worst_ratio(out, g.c, g.bound), 1.0) << "seed " << seed;
+  }
+}
+
+// The modelled Tensor Engine utilisation of the production GEMM on trn2, bf16,
+// at [4096,8192]@[8192,8192] and the Llama-3-8B prefill shapes (M = 2048).
+// The model is deterministic: this pins the tuning, it times nothing.
+TEST(Gemm, ModelledTensorEngineUtilisationOnTrn2) {
+  struct Shape {
+    int64_t m, n, k;
+  };
+  for (Shape s : {Shape{4096, 8192, 8192}, Shape{2048, 4096, 4096}, Shape{2048, 14336, 4096},
+                  Shape{2048, 4096, 14336}}) {
+    const std::vector<HostTensor> io = {{"A", nullptr, DType::kBF16, {s.m, s.k}},
+                                        {"B", nullptr, DType::kBF16, {s.k, s.n}},
+                                        {"C", nullptr, DType::kF32, {s.m, s.n}, HbmKind::kOutput}};
+    const Program p = build_program(kTrn2, io, [](auto& nc, auto& t) { gemm(nc, t[2], t[0], t[1]); });
+    EXPECT_GE(model(p).te_utilization, 0.95) << s.m << "x" << s.n << "x" << s.k;
   }
 }
 
