@@ -20,6 +20,13 @@ struct SrcLoc {
 
 enum class HbmKind : uint8_t { kInput, kOutput, kScratch };
 
+// Elements of a row-major tensor of this shape.
+inline int64_t shape_numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
 // A tensor in HBM, as the core's (and a Program's) tensor table records it.
 struct HbmDecl {
   std::string name;
@@ -27,11 +34,7 @@ struct HbmDecl {
   std::vector<int64_t> shape;
   HbmKind kind = HbmKind::kInput;
 
-  int64_t numel() const {
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
-    return n;
-  }
+  int64_t numel() const { return shape_numel(shape); }
   int64_t bytes() const { return numel() * dtype_size(dtype); }
 };
 

@@ -17,7 +17,8 @@
 
 namespace ncore {
 
-// A named host buffer: row-major, `dtype` elements, `shape` dims.
+// A named host buffer bound to an HBM tensor (HbmDecl's fields plus the
+// memory): row-major, `dtype` elements, `shape` dims.
 struct HostTensor {
   std::string name;
   void* data = nullptr;
@@ -25,11 +26,7 @@ struct HostTensor {
   std::vector<int64_t> shape;
   HbmKind kind = HbmKind::kInput;
 
-  int64_t numel() const {
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
-    return n;
-  }
+  int64_t numel() const { return shape_numel(shape); }
   int64_t bytes() const { return numel() * dtype_size(dtype); }
 };
 
