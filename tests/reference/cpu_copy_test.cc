@@ -212,6 +212,11 @@ TEST(Transpose, DmaTranspose) {
         const Opnd s2 = b.place(t, F, pattern({P}, {F}), Fill::kBits, int64_t(dtype_size(t)));
         const Opnd d2 = b.place(t, P, pattern({F}, {3}));
         check(b, make(Opcode::kDmaTranspose), {d2, s2}, tol);
+        // Contiguous rows on both sides: the register-tiled fast path.
+        Arena c(uint32_t(P * 1000 + F + 2));
+        const Opnd s3 = c.place(t, F, AccessPattern::dense({P}), Fill::kBits);
+        const Opnd d3 = c.place(t, P, AccessPattern::dense({F}));
+        check(c, make(Opcode::kDmaTranspose), {d3, s3}, tol);
       }
 }
 
@@ -231,6 +236,27 @@ TEST(Transpose, TensorEngine) {
         const Opnd d = a.place(dt, int(f), AccessPattern::dense({P}));
         SCOPED_TRACE(cat(dtype_name(dt), " <- ", dtype_name(st), " P ", P, " F ", f));
         check(a, make(Opcode::kTranspose), {d, s});
+      }
+}
+
+// Contiguous rows take the blocked fast path where the element map is exact
+// without fp32 (f32 -> f32, bf16 -> bf16 canonicalising NaN, bf16 -> f32):
+// bit for bit the scalar definition, every NaN payload included.
+TEST(Transpose, TensorEngineContiguousRows) {
+  const std::pair<DType, DType> pairs[] = {{DType::kF32, DType::kF32},
+                                           {DType::kBF16, DType::kBF16},
+                                           {DType::kF32, DType::kBF16},
+                                           {DType::kF16, DType::kF16}};
+  for (const auto& [dt, st] : pairs)
+    for (int P : {1, 17, 128})
+      for (int F : {1, 9, 40, 128}) {
+        Arena a(uint32_t(P * 100 + F + 7));
+        const Opnd s = a.place(st, P, AccessPattern::dense({F}), Fill::kBits);
+        const Opnd d = a.place(dt, F, AccessPattern::dense({P}));
+        Tolerance tol;
+        tol.any_nan = false;
+        SCOPED_TRACE(cat(dtype_name(dt), " <- ", dtype_name(st), " P ", P, " F ", F));
+        check(a, make(Opcode::kTranspose), {d, s}, tol);
       }
 }
 
