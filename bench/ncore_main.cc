@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   int exit_code = kExitOk;
   try {
     register_gemm(cmds, exit_code);
+    register_attention(cmds, exit_code);
     register_calibrate(app, exit_code);
     app.parse(argc, argv);
     if (app.get_subcommands().empty()) return default_work();

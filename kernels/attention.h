@@ -1,0 +1,514 @@
+// Flash attention forward: O = softmax(Q K^T * scale + mask) V, optionally
+// the log-sum-exp LSE = log(sum_j exp(scale * q.k_j)) over the visible keys.
+//
+// Q [B, Hq, Sq, D], K and V [B, Hkv, Skv, D] in HBM, D <= 128; grouped-query
+// attention when Hkv < Hq (query head h reads kv head h / (Hq / Hkv)).
+// Causal masking is bottom-right aligned, as FlashAttention's: query i sees
+// keys j <= i + Skv - Sq, so a query that sees no key (Sq > Skv) gets O = 0
+// and LSE = -inf.
+//
+// Tiling (NKI flash_fwd, nki-kernels-and-pain-points.md 1.2): 128-row Q tiles
+// and 512-key K sub-tiles. One step = one (Q tile, K sub-tile) pair:
+//   S[128q, 512k]  = matmul(stationary Q^T[D, 128q], moving K^T[D, 512k])  one PSUM bank
+//   m_new          = max(m, rowmax S)                                       online softmax
+//   P[128q, 512k]  = exp(scale S - scale m_new), rowsum fused in the exp
+//   alpha          = exp(scale m - scale m_new)
+//   P^T[128k, 128q] per 128-key chunk: TensorE transposes into PSUM, copied to SBUF
+//   pv[128q, D]    = sum over chunks matmul(stationary P^T, moving V[128k, D])
+//   o = o alpha + pv,  l = l alpha + rowsum                                 fp32 in SBUF
+// and at the end of a Q tile O = o * (1 / l), LSE = scale m + log l. P is bf16
+// for bf16 inputs (the PV matmul's input dtype), fp32 for fp32 inputs.
+// The running max is kept as nb = -scale m, the bias of both exps.
+//
+// Engines: DMA loads Q^T and K^T transposed (dma_transpose where the target
+// has it, else natural loads + TensorE transposes) and V naturally; TensorE
+// runs QK^T, the P transposes and PV; VectorE the row max and o += pv; ScalarE
+// the exps (P with its row sum, alpha), 1/l and log l; the two share the P^T
+// evacuation from PSUM; GpSimd (which cannot read PSUM) the causal mask
+// (affine_select) and the [P, 1] state updates.
+//
+// Causal: steps whose sub-tile lies wholly above the diagonal are skipped (no
+// instructions); sub-tiles the diagonal crosses get their scores masked to
+// -inf in SBUF. -inf rather than a large finite fill: exp(-inf) is exactly 0
+// for every scale and score magnitude, while a finite fill F leaks
+// exp(scale (F - m)) > 0 once |m| nears |F| and overflows when scale |F| does.
+// The one hazard of -inf, a row with no visible key yet (m = -inf, so
+// exp(-inf + inf) = NaN), cannot arise: nb starts at FLT_MAX and is updated
+// as min(nb, -scale rowmax), so it stays finite and exp(-inf + nb) = 0.
+//
+// Schedule: a work item is one (batch, kv head, block of Q rows): all the
+// group's query heads over several Q tiles, so each K/V sub-tile load serves
+// every Q tile of the item. Items are dealt round-robin to the SPMD program
+// instances. Within an item the steps run as an eight-stage software pipeline
+// (kAttnStages below); K/V sub-tiles are prefetched one ahead and the next
+// item's Q^T one item ahead.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include <ncore/isa/core.h>
+
+namespace ncore {
+
+struct AttentionOptions {
+  bool causal = false;
+  std::optional<float> scale = std::nullopt;    // softmax scale; default 1 / sqrt(D)
+  std::optional<HbmTensor> lse = std::nullopt;  // [B, Hq, Sq] f32 output
+};
+
+inline constexpr int64_t kAttnTileQ = 128;       // Q rows per tile: PSUM partitions, stationary free <= 128
+inline constexpr int64_t kAttnTileK = 512;       // keys per sub-tile: moving free <= 512 = one PSUM bank of fp32
+inline constexpr int64_t kAttnChunkK = 128;      // keys per PV matmul: the contraction is on the 128 partitions
+inline constexpr int64_t kAttnChunks = kAttnTileK / kAttnChunkK;
+inline constexpr int64_t kAttnMaxHeadDim = 128;  // D is QK^T's contraction, on the partitions
+// Q tiles per work item: 8 tiles amortise a K/V sub-tile (2 x 512 x D
+// elements) over 8 x 4 x 128 x 512 x D MACs, which keeps the trn2 DMA queues
+// under half busy; GQA groups cover it with their own heads.
+inline constexpr int64_t kAttnTilesPerItem = 8;
+// Software pipeline: a step's work in eight stages, stage k of step s issued
+// in iteration s + k. Each stage hands its results to another engine, and
+// every instruction's producers were issued an iteration before it, so no
+// engine's in-order queue (facts section 1) stalls on work queued behind it.
+//   0 QK^T (TensorE)                   4 P transposes (TensorE), l update (GpSimd)
+//   1 mask (Scalar, GpSimd), rowmax    5 P^T evacuation (Vector, Scalar)
+//   2 nb (GpSimd)                      6 PV (TensorE), o *= alpha (GpSimd)
+//   3 alpha, exp (ScalarE)             7 o += pv (Vector), finalize
+inline constexpr int64_t kAttnStages = 8;
+// A buffer written in stage a and read in stage b of the same step needs
+// b - a + 1 slots, so the next step writing the slot comes after the read.
+inline constexpr int64_t kAttnScoreBanks = 4;  // S: QK^T (0) .. exp (3)
+inline constexpr int64_t kAttnMaskRing = 3;    // masked S: 1 .. 3
+inline constexpr int64_t kAttnColRing = 6;     // rowmax 1 .. 2; alpha, rowsum 3 .. 6
+inline constexpr int64_t kAttnPRing = 2;       // P: 3 .. 4
+inline constexpr int64_t kAttnPtRing = 2;      // P^T in PSUM 4 .. 5, in SBUF 5 .. 6, pv 6 .. 7
+// K/V sub-tiles: loaded one sub-tile ahead in stage 0, V read in stage 6.
+inline constexpr int64_t kAttnKvRing = kAttnStages + 1;
+// Floats per [P, 1]-column slot: one 64 B dependency cell (isa/emit/deps.h
+// tracks SBUF in 64 B cells), so columns of different steps or tiles never
+// share a cell and falsely serialise.
+inline constexpr int64_t kAttnColSlot = Allocator::kAlign / 4;
+// P^T chunks evacuated by VectorE per two steps (the rest by ScalarE), 1 and
+// 2 alternately: balances the engines' per-step work on the trn2 cost model
+// (Vector: rowmax 512 + o += pv D elements; Scalar: exp 512 + alpha).
+inline constexpr int64_t kAttnPtVectorChunksPer2Steps = 3;
+
+struct AttentionShape {
+  int64_t b = 0, hq = 0, hkv = 0, sq = 0, skv = 0, d = 0;
+  int64_t group() const { return hq / hkv; }
+};
+
+struct AttentionPlan {
+  AttentionShape shape;
+  int64_t q_tiles = 0;            // ceil(Sq / 128) per head
+  int64_t k_tiles = 0;            // ceil(Skv / 512)
+  int64_t q_tiles_per_item = 0;   // consecutive Q tiles of one head in an item
+  int64_t tiles = 0;              // Q tiles per item: group x q_tiles_per_item
+  int64_t items = 0;              // B x Hkv x ceil(q_tiles / q_tiles_per_item)
+  DType p_dtype = DType::kF32;    // P and P^T
+  DType pt_psum_dtype = DType::kF32;  // the P transposes' PSUM output
+  bool pe_transpose = false;      // Q^T and K^T by TensorE: no transposing DMA
+  int64_t sbuf_bytes = 0;         // per partition
+  int psum_banks = 0;
+};
+
+// Checks operand ranks, shapes and dtypes; throws an Error naming the operand.
+inline AttentionShape attention_shape(const HbmTensor& o, const HbmTensor& q, const HbmTensor& k,
+                                      const HbmTensor& v, const AttentionOptions& opt,
+                                      const Loc& loc) {
+  auto fail = [&](const char* operand, const std::string& problem) {
+    throw Error("flash_attention", operand, problem, where(loc));
+  };
+  auto dims = [](const HbmTensor& x) {
+    std::string s = "[";
+    for (int d = 0; d < x.ndim(); ++d) s += cat(d ? ", " : "", x.shape(d));
+    return s + "]";
+  };
+  for (const auto& [x, name] : {std::pair{&q, "Q"}, {&k, "K"}, {&v, "V"}, {&o, "O"}})
+    if (x->ndim() != 4) fail(name, cat("must be 4-D [B, H, S, D], got ", dims(*x)));
+  AttentionShape s{q.shape(0), q.shape(1), k.shape(1), q.shape(2), k.shape(2), q.shape(3)};
+  if (s.d > kAttnMaxHeadDim)
+    fail("Q", cat("head dim D = ", s.d, " exceeds ", kAttnMaxHeadDim, " (the partitions)"));
+  if (k.shape(0) != s.b || k.shape(3) != s.d)
+    fail("K", cat("must be [", s.b, ", Hkv, Skv, ", s.d, "] to match Q ", dims(q), ", got ",
+                  dims(k)));
+  if (s.hq % s.hkv != 0)
+    fail("K", cat("has ", s.hkv, " heads, which do not divide Q's ", s.hq));
+  for (int d = 0; d < 4; ++d)
+    if (v.shape(d) != k.shape(d)) fail("V", cat("must have K's shape ", dims(k), ", got ", dims(v)));
+  for (int d = 0; d < 4; ++d)
+    if (o.shape(d) != q.shape(d)) fail("O", cat("must have Q's shape ", dims(q), ", got ", dims(o)));
+  // Mask patterns are int32 (GpSimd's affine arithmetic).
+  if (std::max(s.sq, s.skv) > std::numeric_limits<int32_t>::max() / 2)
+    fail(s.sq > s.skv ? "Q" : "K", "sequence exceeds the int32 mask arithmetic");
+  if (q.dtype != DType::kF32 && q.dtype != DType::kBF16)
+    fail("Q", cat("dtype must be f32 or bf16, got ", dtype_name(q.dtype)));
+  if (k.dtype != q.dtype) fail("K", cat("dtype ", dtype_name(k.dtype), " differs from Q's"));
+  if (v.dtype != q.dtype) fail("V", cat("dtype ", dtype_name(v.dtype), " differs from Q's"));
+  if (o.dtype != DType::kF32 && o.dtype != q.dtype)
+    fail("O", cat("dtype must be f32 or Q's ", dtype_name(q.dtype), ", got ", dtype_name(o.dtype)));
+  if (opt.lse) {
+    const HbmTensor& l = *opt.lse;
+    if (l.ndim() != 3 || l.shape(0) != s.b || l.shape(1) != s.hq || l.shape(2) != s.sq ||
+        l.dtype != DType::kF32)
+      fail("LSE", cat("must be [", s.b, ", ", s.hq, ", ", s.sq, "] f32, got ", dims(l), " ",
+                      dtype_name(l.dtype)));
+  }
+  if (opt.scale && !(std::isfinite(*opt.scale) && *opt.scale > 0.0f))
+    fail("scale", cat("must be finite and > 0, got ", *opt.scale));
+  return s;
+}
+
+inline AttentionPlan plan_attention(const Target& t, const AttentionShape& s, DType in, DType out) {
+  auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+  auto buf = [](int64_t bytes) { return (bytes + Allocator::kAlign - 1) / Allocator::kAlign * Allocator::kAlign; };
+  AttentionPlan p;
+  p.shape = s;
+  p.q_tiles = ceil_div(s.sq, kAttnTileQ);
+  p.k_tiles = ceil_div(s.skv, kAttnTileK);
+  p.q_tiles_per_item =
+      std::min(p.q_tiles, std::max<int64_t>(1, kAttnTilesPerItem / s.group()));
+  p.tiles = s.group() * p.q_tiles_per_item;
+  p.items = s.b * s.hkv * ceil_div(p.q_tiles, p.q_tiles_per_item);
+  p.p_dtype = in == DType::kBF16 ? DType::kBF16 : DType::kF32;
+  p.pt_psum_dtype = t.transpose_16bit_out && dtype_size(p.p_dtype) == 2 ? p.p_dtype : DType::kF32;
+  p.pe_transpose = !t.dma_transpose_hw;
+  const int64_t ei = dtype_size(in), ep = dtype_size(p.p_dtype), G = p.tiles;
+  p.sbuf_bytes = buf(2 * G * kAttnTileQ * ei)                      // Q^T, two items
+                 + buf(kAttnKvRing * kAttnTileK * ei)              // K^T ring
+                 + buf(kAttnKvRing * kAttnChunks * s.d * ei)       // V ring
+                 + buf(kAttnPRing * kAttnTileK * ep)               // P ring
+                 + buf(kAttnPtRing * kAttnChunks * kAttnTileQ * ep)  // P^T
+                 + buf(kAttnMaskRing * kAttnTileK * 4)             // masked scores
+                 + buf(G * s.d * 4)                                // o
+                 + buf(G * kAttnColSlot * 4)                       // l, nb ping-pong
+                 + buf(kAttnColRing * 3 * kAttnColSlot * 4)        // rowmax, alpha, rowsum
+                 + buf(2 * 4)                                      // 1 / l, log l
+                 + buf(2 * G * s.d * dtype_size(out))              // O stage, two items
+                 + buf(2 * G * 4)                                  // LSE stage, two items
+                 + (p.pe_transpose ? buf(kAttnChunks * s.d * ei) : 0);  // natural Q/K rows
+  // PSUM: score banks, P^T ring (a bank per slot when fp32), pv ring (one bank),
+  // and a bank for the Q/K transposes where they run on TensorE.
+  const int64_t bank = t.psum_bank_bytes;
+  const int64_t pt_bytes = kAttnPtRing * kAttnChunks * kAttnTileQ * dtype_size(p.pt_psum_dtype);
+  p.psum_banks = int(kAttnScoreBanks + ceil_div(pt_bytes, bank) + 1 + (p.pe_transpose ? 1 : 0));
+  return p;
+}
+
+template <NeuronCore Nc>
+void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTensor& k,
+                     const HbmTensor& v, const AttentionOptions& opt = {}, Loc loc = Loc::current()) {
+  const Target& t = nc.target();
+  const AttentionShape sh = attention_shape(o, q, k, v, opt, loc);
+  const AttentionPlan p = plan_attention(t, sh, q.dtype, o.dtype);
+  const float scale = opt.scale.value_or(float(1.0 / std::sqrt(double(sh.d))));
+  const float kInf = std::numeric_limits<float>::infinity();
+  const float kNbStart = std::numeric_limits<float>::max();  // nb before any key: finite (see top)
+  const int64_t G = p.tiles, group = sh.group(), off = sh.skv - sh.sq;
+  const int d = int(sh.d);
+  const DType in = q.dtype, f32 = DType::kF32;
+
+  auto qT = nc.sbuf(in, 128, {2, G, kAttnTileQ});                  // [D, item, tile, 128q] Q^T
+  auto kT = nc.sbuf(in, 128, {kAttnKvRing, kAttnTileK});           // [D, slot, 512k] K^T
+  auto vv = nc.sbuf(in, 128, {kAttnKvRing, kAttnChunks, sh.d});    // [128k, slot, chunk, D] V
+  auto pp = nc.sbuf(p.p_dtype, 128, {kAttnPRing, kAttnTileK});     // [128q, slot, 512k] P
+  auto pts = nc.sbuf(p.p_dtype, 128, {kAttnPtRing, kAttnChunks, kAttnTileQ});  // [128k, slot, chunk, 128q] P^T
+  auto sm = nc.sbuf(f32, 128, {kAttnMaskRing, kAttnTileK});        // [128q, slot, 512k] masked S
+  auto acc = nc.sbuf(f32, 128, {G, sh.d});                         // [128q, tile, D] o
+  auto st = nc.sbuf(f32, 128, {G, kAttnColSlot});                  // [128q, tile, (l, nb, nb, -)]
+  auto cols = nc.sbuf(f32, 128, {kAttnColRing, 3 * kAttnColSlot}); // [128q, slot, (max, -, alpha, -, sum, -)]
+  auto fin = nc.sbuf(f32, 128, {2});                               // [128q, (1 / l, log l)]
+  auto ost = nc.sbuf(o.dtype, 128, {2, G, sh.d});                  // [128q, item, tile, D] O
+  auto lst = nc.sbuf(f32, 128, {2, G});                            // [128q, item, tile] LSE
+  std::optional<decltype(nc.sbuf(in, 1, {1}))> nat;                // [128, chunk, D] rows to transpose
+  if (p.pe_transpose) nat.emplace(nc.sbuf(in, 128, {kAttnChunks, sh.d}));
+  auto sp = nc.psum(f32, 128, {kAttnScoreBanks, kAttnTileK});      // [128q, bank, 512k] S
+  auto ptp = nc.psum(p.pt_psum_dtype, 128, {kAttnPtRing, kAttnChunks, kAttnTileQ});  // P^T
+  auto pvp = nc.psum(f32, 128, {kAttnPtRing, sh.d});               // [128q, slot, D] pv
+  std::optional<decltype(nc.psum(f32, 1, {1}))> tp;                // [D, 512k] Q/K transposes
+  if (p.pe_transpose) tp.emplace(nc.psum(f32, 128, {kAttnTileK}));
+
+  // dst[D, n] = rows [r0, r0 + n) of the [S, D] matrix m, transposed.
+  auto load_transposed = [&](const Tile& dst, const HbmTensor& m, int64_t r0, int64_t n) {
+    const HbmTensor rows = m.slice(0, r0, r0 + n);  // [n, D]
+    if (!p.pe_transpose) return nc.dma_transpose(dst, rows);
+    for (int64_t c0 = 0; c0 < n; c0 += kAttnChunkK) {
+      const int ck = int(std::min(kAttnChunkK, n - c0));
+      const Tile nrow = nat->partitions(0, ck).index(0, c0 / kAttnChunkK);  // [ck, D]
+      nc.dma(nrow, rows.slice(0, c0, c0 + ck));
+      nc.transpose(tp->partitions(0, d).slice(0, c0, c0 + ck), nrow);
+    }
+    nc.tensor_copy(dst, tp->partitions(0, d).slice(0, 0, n));
+  };
+
+  struct QTile {  // one Q tile of a work item
+    int64_t h = 0, q0 = 0;
+    int qt = 0;  // rows; 0: past the end of Q
+  };
+  struct Step {  // one (Q tile, K sub-tile) pair
+    int64_t kb, g;
+    bool first, last, diag;  // g's first and last step; crossed by the causal diagonal
+    int64_t nb_old = 0, nb_new = 0;  // the tile's nb columns this step reads and writes
+  };
+  const int64_t qblocks = (p.q_tiles + p.q_tiles_per_item - 1) / p.q_tiles_per_item;
+  auto q_tiles_of = [&](int64_t item) {
+    std::vector<QTile> tl(static_cast<size_t>(G));
+    const int64_t hkv = item / qblocks % sh.hkv, qb = item % qblocks;
+    for (int64_t g = 0; g < G; ++g) {  // g = (Q tile of the block) x group + head of the group
+      QTile& x = tl[size_t(g)];
+      x.h = hkv * group + g % group;
+      x.q0 = (qb * p.q_tiles_per_item + g / group) * kAttnTileQ;
+      x.qt = x.q0 < sh.sq ? int(std::min(kAttnTileQ, sh.sq - x.q0)) : 0;
+    }
+    return tl;
+  };
+  auto load_q = [&](int64_t item, int64_t slot) {
+    const std::vector<QTile> tl = q_tiles_of(item);
+    for (int64_t g = 0; g < G; ++g)
+      if (const QTile& x = tl[size_t(g)]; x.qt)
+        load_transposed(qT.partitions(0, d).index(0, slot).index(0, g).slice(0, 0, x.qt),
+                        q.index(0, item / qblocks / sh.hkv).index(0, x.h), x.q0, x.qt);
+  };
+
+  // An item's steps, K sub-tile major so each sub-tile is loaded once.
+  auto steps_of = [&](const std::vector<QTile>& tl) {
+    std::vector<Step> steps;
+    for (int64_t kb = 0; kb < p.k_tiles; ++kb) {
+      const int64_t k0 = kb * kAttnTileK, kend = std::min(k0 + kAttnTileK, sh.skv) - 1;
+      const size_t before = steps.size();
+      for (int64_t g = 0; g < G; ++g) {
+        const QTile& x = tl[size_t(g)];
+        if (x.qt && (!opt.causal || k0 <= x.q0 + x.qt - 1 + off))  // some query sees key k0
+          steps.push_back({kb, g, false, false, opt.causal && kend > x.q0 + off});
+      }
+      if (steps.size() == before) break;  // visibility only shrinks with kb
+    }
+    return steps;
+  };
+  // K^T [D, kt] and V [128k, chunk, D] of sub-tile kb of item `item` into ring slot `slot`.
+  auto load_kv = [&](int64_t item, int64_t kb, int64_t slot) {
+    const int64_t b = item / qblocks / sh.hkv, hkv = item / qblocks % sh.hkv;
+    const HbmTensor kh = k.index(0, b).index(0, hkv), vh = v.index(0, b).index(0, hkv);  // [Skv, D]
+    const int64_t k0 = kb * kAttnTileK, kt = std::min(kAttnTileK, sh.skv - k0);
+    load_transposed(kT.partitions(0, d).index(0, slot).slice(0, 0, kt), kh, k0, kt);
+    for (int64_t c0 = 0; c0 < kt; c0 += kAttnChunkK) {
+      const int ck = int(std::min(kAttnChunkK, kt - c0));
+      nc.dma(vv.partitions(0, ck).index(0, slot).index(0, c0 / kAttnChunkK),
+             vh.slice(0, k0 + c0, k0 + c0 + ck));
+    }
+  };
+
+  std::vector<int> par(static_cast<size_t>(G));  // which nb column of a tile is current
+  int64_t ord = 0;
+  int64_t kv_base = 0;  // K/V sub-tiles loaded before this item: the ring runs on across items
+  bool kv_prefetched = false;  // this item's first sub-tile was loaded by the previous item
+  std::vector<Step> next_steps;
+  for (int64_t item = nc.program_id(); item < p.items; item += nc.num_programs(), ++ord) {
+    const int64_t b = item / qblocks / sh.hkv, hkv = item / qblocks % sh.hkv, qs = ord % 2;
+    const int64_t next = item + nc.num_programs();
+    const std::vector<QTile> tl = q_tiles_of(item);
+    std::vector<Step> steps = ord == 0 ? steps_of(tl) : std::move(next_steps);
+    next_steps = next < p.items ? steps_of(q_tiles_of(next)) : std::vector<Step>{};
+    if (ord == 0) load_q(item, qs);
+    if (next < p.items) load_q(next, 1 - qs);
+    std::vector<char> seen(static_cast<size_t>(G));
+    for (Step& s : steps) s.first = !std::exchange(seen[size_t(s.g)], 1);
+    seen.assign(size_t(G), 0);
+    for (auto it = steps.rbegin(); it != steps.rend(); ++it) it->last = !std::exchange(seen[size_t(it->g)], 1);
+    const int64_t nkb = steps.empty() ? 0 : steps.back().kb + 1;
+    auto kv_slot = [&](int64_t kb) { return (kv_base + kb) % kAttnKvRing; };
+    // Sub-tile kb + 1 while kb runs; at the last, the next item's first.
+    auto prefetch_kv = [&](int64_t kb) {
+      if (kb + 1 < nkb) load_kv(item, kb + 1, kv_slot(kb + 1));
+      else if (!next_steps.empty()) load_kv(next, 0, kv_slot(kb + 1));
+    };
+    if (nkb > 0 && !kv_prefetched) load_kv(item, 0, kv_slot(0));
+    kv_prefetched = nkb > 0 && !next_steps.empty();
+
+    auto state = [&](int64_t g, int qt) { return st.partitions(0, qt).index(0, g); };  // [qt, (l, nb, nb)]
+    auto col = [&](const Tile& t, int64_t i) { return t.slice(0, i, i + 1); };          // [qt, 1]
+
+    // Stage 0: S = Q^T' K^T, prefetching the next K/V sub-tile at a new one.
+    auto stage_qk = [&](int64_t s) {
+      const Step& x = steps[size_t(s)];
+      const QTile& y = tl[size_t(x.g)];
+      const int64_t kt = std::min(kAttnTileK, sh.skv - x.kb * kAttnTileK);
+      if (s == 0 || steps[size_t(s) - 1].kb != x.kb) prefetch_kv(x.kb);
+      nc.matmul(sp.partitions(0, y.qt).index(0, s % kAttnScoreBanks).slice(0, 0, kt),  // [qt, kt] f32
+                qT.partitions(0, d).index(0, qs).index(0, x.g).slice(0, 0, y.qt),
+                kT.partitions(0, d).index(0, kv_slot(x.kb)).slice(0, 0, kt), false);
+    };
+    // The scores the softmax reads: S in PSUM, or its masked copy on the diagonal.
+    auto scores = [&](int64_t s) {
+      const Step& x = steps[size_t(s)];
+      const int qt = tl[size_t(x.g)].qt;
+      const int64_t kt = std::min(kAttnTileK, sh.skv - x.kb * kAttnTileK);
+      return x.diag ? sm.partitions(0, qt).index(0, s % kAttnMaskRing).slice(0, 0, kt)
+                    : sp.partitions(0, qt).index(0, s % kAttnScoreBanks).slice(0, 0, kt);
+    };
+    auto cols_of = [&](int64_t s) {  // [qt, 3 x kAttnColSlot]: rowmax, alpha, rowsum at 0, 16, 32
+      return cols.partitions(0, tl[size_t(steps[size_t(s)].g)].qt).index(0, s % kAttnColRing);
+    };
+    enum : int64_t { kRowmax = 0, kAlpha = kAttnColSlot, kRowsum = 2 * kAttnColSlot };
+    // Stage 1: the mask on the diagonal, rowmax.
+    auto stage_max = [&](int64_t s) {
+      const Step& x = steps[size_t(s)];
+      const QTile& y = tl[size_t(x.g)];
+      const Tile src = scores(s);
+      if (x.diag) {  // key k0 + j is visible to row q0 + p iff (q0 + off - k0) + p - j >= 0
+        nc.tensor_copy(src, sp.partitions(0, y.qt).index(0, s % kAttnScoreBanks).slice(0, 0, src.shape(0)),
+                       Engine::kScalar);
+        nc.affine_select(src, src, Affine{int32_t(y.q0 + off - x.kb * kAttnTileK), 1, {-1}},
+                         AluOp::kIsGe, -kInf);
+      }
+      nc.tensor_reduce(col(cols_of(s), kRowmax), AluOp::kMax, src);
+    };
+    // Stage 2: nb_new = min(-scale rowmax, nb), the running max as the exps' bias.
+    auto stage_nb = [&](int64_t s) {
+      Step& x = steps[size_t(s)];
+      const Tile stg = state(x.g, tl[size_t(x.g)].qt);
+      x.nb_old = 1 + par[size_t(x.g)];
+      x.nb_new = 2 - par[size_t(x.g)];
+      par[size_t(x.g)] ^= 1;
+      nc.tensor_scalar(col(stg, x.nb_new), col(cols_of(s), kRowmax), AluOp::kMultiply, -scale, AluOp::kMin,
+                       x.first ? Scalar(kNbStart) : Scalar(col(stg, x.nb_old)), false, false,
+                       Engine::kGpSimd);
+    };
+    // Stage 3: alpha = exp(nb_new - nb) and P = exp(scale S + nb_new) with its row sum.
+    auto stage_exp = [&](int64_t s) {
+      const Step& x = steps[size_t(s)];
+      const QTile& y = tl[size_t(x.g)];
+      const Tile stg = state(x.g, y.qt), c = cols_of(s), src = scores(s);
+      const Tile nb = col(stg, x.nb_old), nb_new = col(stg, x.nb_new);
+      if (!x.first) nc.activation(col(c, kAlpha), ActFunc::kExp, nb, {.scale = -1.0f, .bias = nb_new});
+      nc.activation(pp.partitions(0, y.qt).index(0, s % kAttnPRing).slice(0, 0, src.shape(0)),
+                    ActFunc::kExp, src,
+                    {.scale = scale, .bias = nb_new, .accum = x.first ? col(stg, 0) : col(c, kRowsum)});
+    };
+    // Stage 4: l = l alpha + rowsum; P^T per 128-key chunk into PSUM.
+    auto stage_transpose = [&](int64_t s) {
+      const Step& x = steps[size_t(s)];
+      const QTile& y = tl[size_t(x.g)];
+      const int64_t kt = std::min(kAttnTileK, sh.skv - x.kb * kAttnTileK);
+      if (!x.first) {
+        const Tile l = col(state(x.g, y.qt), 0), c = cols_of(s);
+        nc.tensor_scalar(l, l, AluOp::kMultiply, col(c, kAlpha), AluOp::kAdd, col(c, kRowsum), false, false,
+                         Engine::kGpSimd);
+      }
+      const Tile P = pp.partitions(0, y.qt).index(0, s % kAttnPRing);  // [qt, 512k]
+      const Tile ptq = ptp.index(0, s % kAttnPtRing);                  // [128k, chunk, 128q]
+      for (int64_t c0 = 0; c0 < kt; c0 += kAttnChunkK) {
+        const int ck = int(std::min(kAttnChunkK, kt - c0));
+        nc.transpose(ptq.partitions(0, ck).index(0, c0 / kAttnChunkK).slice(0, 0, y.qt),
+                     P.slice(0, c0, c0 + ck));
+      }
+    };
+    // Stage 5: P^T from PSUM to SBUF, the first 1 or 2 chunks on VectorE, the rest on ScalarE.
+    auto stage_evacuate = [&](int64_t s) {
+      const Step& x = steps[size_t(s)];
+      const int qt = tl[size_t(x.g)].qt;
+      const int64_t kt = std::min(kAttnTileK, sh.skv - x.kb * kAttnTileK);
+      const int64_t full = kt / kAttnChunkK, rem = kt % kAttnChunkK;
+      const Tile ptq = ptp.index(0, s % kAttnPtRing), pt = pts.index(0, s % kAttnPtRing);
+      auto copy = [&](int64_t c0, int64_t c1, Engine e) {  // full chunks [c0, c1)
+        if (c0 < c1) nc.tensor_copy(pt.slice(0, c0, c1).slice(1, 0, qt), ptq.slice(0, c0, c1).slice(1, 0, qt), e);
+      };
+      const int64_t share = kAttnPtVectorChunksPer2Steps * (s + 1) / 2 - kAttnPtVectorChunksPer2Steps * s / 2;
+      const int64_t nv = std::min(full, share);
+      copy(0, nv, Engine::kVector);
+      copy(nv, full, Engine::kScalar);
+      if (rem)
+        nc.tensor_copy(pt.partitions(0, int(rem)).index(0, full).slice(0, 0, qt),
+                       ptq.partitions(0, int(rem)).index(0, full).slice(0, 0, qt),
+                       full < share ? Engine::kVector : Engine::kScalar);
+    };
+    // Stage 6: pv = sum over chunks of P^T' V, accumulated in PSUM; o *= alpha.
+    auto stage_pv = [&](int64_t s) {
+      const Step& x = steps[size_t(s)];
+      const int qt = tl[size_t(x.g)].qt;
+      const int64_t kt = std::min(kAttnTileK, sh.skv - x.kb * kAttnTileK);
+      const Tile pt = pts.index(0, s % kAttnPtRing), vs = vv.index(0, kv_slot(x.kb));
+      for (int64_t c0 = 0; c0 < kt; c0 += kAttnChunkK) {
+        const int ck = int(std::min(kAttnChunkK, kt - c0));
+        nc.matmul(pvp.partitions(0, qt).index(0, s % kAttnPtRing),  // [qt, D] f32
+                  pt.partitions(0, ck).index(0, c0 / kAttnChunkK).slice(0, 0, qt),
+                  vs.partitions(0, ck).index(0, c0 / kAttnChunkK), c0 > 0);
+      }
+      if (!x.first) {
+        const Tile ot = acc.partitions(0, qt).index(0, x.g);
+        nc.tensor_scalar(ot, ot, AluOp::kMultiply, col(cols_of(s), kAlpha), AluOp::kBypass, 0.0f, false,
+                         false, Engine::kGpSimd);
+      }
+    };
+    // O = o / l and LSE = log l - nb of Q tile g into the output stage.
+    auto finalize = [&](const Step& x) {
+      const QTile& y = tl[size_t(x.g)];
+      const Tile stg = state(x.g, y.qt), l = col(stg, 0), nb = col(stg, x.nb_new);
+      const Tile rl = fin.partitions(0, y.qt).slice(0, 0, 1), logl = fin.partitions(0, y.qt).slice(0, 1, 2);
+      const Tile out = ost.partitions(0, y.qt).index(0, qs).index(0, x.g);         // [qt, D]
+      const Tile lse = lst.partitions(0, y.qt).index(0, qs).slice(0, x.g, x.g + 1);  // [qt, 1]
+      nc.activation(rl, ActFunc::kReciprocal, l);
+      nc.tensor_scalar(out, acc.partitions(0, y.qt).index(0, x.g), AluOp::kMultiply, rl);
+      if (opt.lse) {
+        nc.activation(logl, ActFunc::kLog, l);
+        nc.tensor_scalar(lse, logl, AluOp::kSubtract, nb);
+      }
+      if (opt.causal && y.q0 + off < 0) {  // rows q0 + p + off < 0 see no key: 0 and -inf
+        const Affine sees{int32_t(y.q0 + off), 1, {0}};
+        nc.affine_select(out, out, sees, AluOp::kIsGe, 0.0f);
+        if (opt.lse) nc.affine_select(lse, lse, sees, AluOp::kIsGe, -kInf);
+      }
+    };
+    // Stage 7: o += pv (o = pv at the tile's first step); finalize after its last.
+    auto stage_update = [&](int64_t s) {
+      const Step& x = steps[size_t(s)];
+      const int qt = tl[size_t(x.g)].qt;
+      const Tile ot = acc.partitions(0, qt).index(0, x.g), pv = pvp.partitions(0, qt).index(0, s % kAttnPtRing);
+      if (x.first) nc.tensor_copy(ot, pv);
+      else nc.tensor_tensor(ot, ot, pv, AluOp::kAdd);
+      if (x.last) finalize(x);
+    };
+
+    // Iteration i issues stage k of step i - k, later stages first: within an
+    // iteration a stage then reads what an earlier step's stage wrote before
+    // a later step's overwrites it (the nb ping-pong of a one-tile item).
+    const int64_t n = int64_t(steps.size());
+    for (int64_t i = 0; i < n + kAttnStages - 1; ++i) {
+      auto at = [&](int64_t k) { return i - k >= 0 && i - k < n; };
+      if (at(7)) stage_update(i - 7);
+      if (at(6)) stage_pv(i - 6);
+      if (at(5)) stage_evacuate(i - 5);
+      if (at(4)) stage_transpose(i - 4);
+      if (at(3)) stage_exp(i - 3);
+      if (at(2)) stage_nb(i - 2);
+      if (at(1)) stage_max(i - 1);
+      if (at(0)) stage_qk(i);
+    }
+
+    // Out: Q tiles no key reaches are 0 / -inf; then one DMA per Q tile for the group's heads.
+    for (int64_t g = 0; g < G; ++g) {
+      const QTile& y = tl[size_t(g)];
+      if (!y.qt || seen[size_t(g)]) continue;
+      nc.memset(ost.partitions(0, y.qt).index(0, qs).index(0, g), 0.0f);
+      if (opt.lse) nc.memset(lst.partitions(0, y.qt).index(0, qs).slice(0, g, g + 1), -kInf);
+    }
+    kv_base += nkb;
+    for (int64_t g0 = 0; g0 < G; g0 += group) {
+      const QTile& y = tl[size_t(g0)];
+      if (!y.qt) continue;
+      const int64_t h0 = hkv * group;
+      nc.dma(o.index(0, b).slice(0, h0, h0 + group).slice(1, y.q0, y.q0 + y.qt).transpose(0, 1),
+             ost.partitions(0, y.qt).index(0, qs).slice(0, g0, g0 + group));  // [qt, group, D]
+      if (opt.lse)
+        nc.dma(opt.lse->index(0, b).slice(0, h0, h0 + group).slice(1, y.q0, y.q0 + y.qt).transpose(0, 1),
+               lst.partitions(0, y.qt).index(0, qs).slice(0, g0, g0 + group));  // [qt, group]
+    }
+  }
+}
+
+}  // namespace ncore
