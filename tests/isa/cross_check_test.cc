@@ -142,9 +142,10 @@ TEST(CrossCheck, ActivationsWithBiasScaleAndAccumulator) {
       if (i % kF != kF - 1) worst = std::max(worst, ulps(cpu[i], dev[i]));
     EXPECT_LE(worst, bound) << act_name(f);
     // The accumulator sums already-different values only when bound > 0.
-    if (bound == 0)
+    if (bound == 0) {
       for (int64_t p = 0; p < kP; ++p)
         EXPECT_EQ(ulps(cpu[p * kF + kF - 1], dev[p * kF + kF - 1]), 0) << act_name(f) << " sum";
+    }
   }
 }
 
