@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   try {
     register_gemm(cmds, exit_code);
     register_attention(cmds, exit_code);
+    register_norms(cmds, exit_code);
     register_calibrate(app, exit_code);
     app.parse(argc, argv);
     if (app.get_subcommands().empty()) return default_work();
