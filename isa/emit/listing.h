@@ -63,7 +63,10 @@ inline std::string hex(int64_t v) {
 inline std::string list(const int64_t* v, int n) {
   std::string s = "[";
   n = std::clamp(n, 0, kMaxDims);
-  for (int i = 0; i < n; ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  for (int i = 0; i < n; ++i) {
+    if (i) s += ',';
+    s += std::to_string(v[i]);
+  }
   return s + "]";
 }
 
@@ -157,7 +160,7 @@ inline std::string affine(const Affine& a) {
     s += mag == 1 ? var : std::to_string(mag) + "*" + var;
   };
   term(a.channel, "p");
-  for (size_t d = 0; d < a.free.size(); ++d) term(a.free[d], "i" + std::to_string(d));
+  for (size_t d = 0; d < a.free.size(); ++d) term(a.free[d], std::string("i") += std::to_string(d));
   return s.empty() ? "0" : s;
 }
 
