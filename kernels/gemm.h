@@ -9,15 +9,17 @@
 //
 // Loop order M block -> N block -> K block. A's M block is kept transposed in
 // SBUF as a panel [K tile, K/128, BM] covering all of K when it fits (else one
-// K block): it is built during the first N block, K block by K block, and
-// reused by every later N block, so A is transposed once and only B streams.
+// K block, two panels alternating): it is built during the first N block, K
+// block by K block, and reused by every later N block, so A is transposed once
+// and only B streams. plan_gemm picks the block sizes by a roofline estimate.
 //
-// Engines: DMA streams B blocks as [K tile, N] (double-buffered so the next
-// block's DMA overlaps this block's matmuls) and builds the panel with a
-// transposing DMA where the target has one (trn2), else with natural loads of
-// A plus TensorE transposes (trn1/inf2); TensorE runs the matmuls; VectorE
-// evacuates PSUM (copy for the first K block, add after) and casts the result.
-// SPMD: (M block, N block) pairs are dealt round-robin to program instances.
+// Engines: DMA streams B blocks as [K tile, N], double-buffered and issued one
+// step ahead, and builds the panel with a transposing DMA where the target has
+// one (trn2), else with natural loads of A plus TensorE transposes
+// (trn1/inf2); TensorE runs the matmuls; VectorE evacuates PSUM (copy for the
+// first K block, add after) and casts the result. SPMD: (M block, N block)
+// pairs are dealt round-robin to program instances. docs/gemm.md has the
+// modelled figures and what limits them.
 #pragma once
 
 #include <algorithm>
