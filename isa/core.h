@@ -137,11 +137,14 @@ class Core {
   }
   // dst[p, f] = src[f, p]: src is a 2-D [F, P] HBM view.
   void dma_transpose(const Tile& dst, const HbmTensor& src, Loc loc = Loc::current()) {
-    Instr in = make(Opcode::kDmaTranspose, loc);
-    in.opnd[0] = dst;
-    in.opnd[1] = src;
-    in.queue = uint8_t(next_queue_++ % (target_.dma_engines * target_.dma_queues_per_engine));
-    issue(in, loc);
+    dma_transpose_of(dst, src, loc);
+  }
+  // SBUF -> SBUF, NeuronCore-v3 only: dst[p, b F + f] = src[f, b P + p] for
+  // src [F, B P] and dst [P, B F] (free elements in row-major order): B
+  // transposed blocks side by side, NKI's 3-D dma_transpose axes (2, 1, 0);
+  // B = 1 is the plain transpose.
+  void dma_transpose(const Tile& dst, const Tile& src, Loc loc = Loc::current()) {
+    dma_transpose_of(dst, src, loc);
   }
   // dst[M, N] (+)= stationary[K, M]^T @ moving[K, N], fp32 in PSUM.
   void matmul(const Tile& dst, const Tile& stationary, const Tile& moving, bool accumulate,
@@ -294,6 +297,14 @@ class Core {
     return BufferT(this, t);
   }
 
+  void dma_transpose_of(const Tile& dst, const Operand& src, const Loc& loc) {
+    Instr in = make(Opcode::kDmaTranspose, loc);
+    in.opnd[0] = dst;
+    in.opnd[1] = src;
+    in.queue = uint8_t(next_queue_++ % (target_.dma_engines * target_.dma_queues_per_engine));
+    issue(in, loc);
+  }
+
   static void put_scalar(Instr& in, int slot, int imm, const Scalar& s) {
     if (s.tile) in.opnd[size_t(slot)] = *s.tile;
     else in.imm[size_t(imm)] = s.value;
@@ -367,6 +378,7 @@ concept NeuronCore = requires(C& nc, const Tile& t, const HbmTensor& h) {
   nc.psum(DType::kF32, 1, {1});
   nc.dma(t, h);
   nc.dma_transpose(t, h);
+  nc.dma_transpose(t, t);
   nc.matmul(t, t, t, false);
   nc.transpose(t, t);
   nc.tensor_copy(t, t);

@@ -26,7 +26,8 @@ constexpr std::string_view engine_name(Engine e) {
 
 // X(Name, mnemonic, default engine). Operand roles (Instr::opnd[0..4]), dst first:
 //   dma            dst, src                    (HBM/SBUF either side; cast if dtypes differ)
-//   dma_transpose  dst[P,F] SBUF, src[F,P] HBM (2- or 4-byte dtypes)
+//   dma_transpose  dst[P,F] SBUF, src[F,P] HBM (2- or 4-byte dtypes); NeuronCore-v3
+//                  also src[F, B P] SBUF -> dst[P, B F], B blocks side by side
 //   matmul         dst[M,N] PSUM f32, stationary[K,M], moving[K,N]; flag kAccumulate
 //   transpose      dst[F,P] PSUM, src[P,F] SBUF (TensorE, matmul by identity)
 //   tensor_copy    dst, src

@@ -214,11 +214,25 @@ struct Checker {
       }
       case Opcode::kDmaTranspose: {
         space_is(0, Space::kSbuf);
-        space_is(1, Space::kHbm);
         const Operand &d = o(0), &s = o(1);
-        require(s.ap.ndim == 2, 1, "must be a 2-D [F, P] view, got rank ", s.ap.ndim);
-        require(d.np == s.ap.shape[1] && d.free_size() == s.ap.shape[0], 0, "must be [",
-                s.ap.shape[1], ", ", s.ap.shape[0], "] to hold the transpose, got ", Shown{d});
+        require(s.space == Space::kHbm || s.space == Space::kSbuf, 1, "must be in hbm or sbuf, got ",
+                space_name(s.space));
+        if (s.space == Space::kHbm) {
+          require(s.ap.ndim == 2, 1, "must be a 2-D [F, P] view, got rank ", s.ap.ndim);
+          require(d.np == s.ap.shape[1] && d.free_size() == s.ap.shape[0], 0, "must be [",
+                  s.ap.shape[1], ", ", s.ap.shape[0], "] to hold the transpose, got ", Shown{d});
+        } else {  // [F, B P] -> [P, B F] (facts section 2: the NC-v3 DMA transpose)
+          require(t.dma_transpose_hw, 1, "in sbuf needs the NeuronCore-v3 DMA transpose (",
+                  t.name, " has none)");
+          require(s.free_size() % d.np == 0, 0, "has ", d.np,
+                  " partitions, which do not divide src's free size ", s.free_size());
+          require(d.free_size() == s.free_size() / d.np * s.np, 0, "free size ", d.free_size(),
+                  " must be ", s.free_size() / d.np, " blocks x src's ", s.np, " partitions");
+          const Tile dt = d.tile(), st = s.tile();
+          const bool rows = dt.p0 < st.p0 + st.np && st.p0 < dt.p0 + dt.np;
+          require(!(rows && dt.byte_lo() < st.byte_hi() && st.byte_lo() < dt.byte_hi()), 0,
+                  "overlaps src (a transposing DMA cannot work in place)");
+        }
         require(d.dtype == s.dtype, 0, "dtype ", dtype_name(d.dtype), " must equal src's ",
                 dtype_name(s.dtype), " (no cast in a transposing DMA)");
         require(dtype_size(s.dtype) == 2 || dtype_size(s.dtype) == 4, 1,

@@ -201,7 +201,8 @@ inline DmaShape dma_shape(const CostParams& c, const Instr& in) {
   s.row_descriptors = (s.row_elems + run - 1) / run;
   s.row_ns =
       double(s.row_descriptors) * c.dma_descriptor_ns + double(s.row_bytes) / c.dma_bytes_per_ns;
-  if (transpose && c.dma_transpose_hw) s.row_ns /= c.dma_transpose_efficiency;
+  if (transpose && c.dma_transpose_hw)
+    s.row_ns /= src.space == Space::kSbuf ? c.dma_transpose_sbuf_efficiency : c.dma_transpose_efficiency;
   return s;
 }
 

@@ -113,6 +113,7 @@ inline void check_params(const CostParams& c) {
   positive("tensor_tflops_16bit", c.tensor_tflops_16bit);
   positive("tensor_tflops_fp32", c.tensor_tflops_fp32);
   positive("dma_transpose_efficiency", c.dma_transpose_efficiency);
+  positive("dma_transpose_sbuf_efficiency", c.dma_transpose_sbuf_efficiency);
   if (c.dma_engines < 1 || c.dma_engines > 16)
     throw Error("cost model", "dma_engines", cat("must be in 1..16, got ", c.dma_engines));
   if (c.partitions_per_dma_engine < 1)

@@ -81,10 +81,12 @@ struct CostParams {
   // data time: 42.5 ns on trn1, 31.4 ns on trn2. The same curve gives 74% at
   // 2 KiB ("approaches peak"), 26% at 256 B ("severely overhead-bound").
   double dma_descriptor_ns = 31.4;
-  // NC-v3 DMA transpose: HBM -> SBUF at ~90% of copy throughput (facts §2);
-  // without it (NC-v2) a transposing DMA is one descriptor per element.
+  // NC-v3 DMA transpose: HBM -> SBUF at ~90% of copy throughput, SBUF -> SBUF
+  // at ~50% (facts §2); without it (NC-v2) a transposing DMA is one
+  // descriptor per element (and an SBUF source is invalid).
   bool dma_transpose_hw = true;
   double dma_transpose_efficiency = 0.9;
+  double dma_transpose_sbuf_efficiency = 0.5;
 
   // --- HBM (facts §1) ---
   // Per core: trn1/inf2 820 GB/s per 2-core chip; trn2 2.9 TB/s per 8 cores.

@@ -561,9 +561,36 @@ class Interpreter {
   }
 
   // dst[p, f] = src[f, p]: row p of the source is column p of the [F, P] view.
+  // An SBUF source [F, B P] gives dst[p, b F + f] = src[f, b P + p].
   void exec_dma_transpose(const Instr& in) {
     const Opnd d = resolve(in, 0);
     const Operand& x = in.opnd[1];
+    if (x.on_chip()) {  // gathered element by element: no buffer beyond one dst row
+      const Opnd s = resolve(in, 1);
+      const int64_t F = s.rows, P = d.rows, B = s.ap.size() / P, esz = d.esz;
+      auto offset_of = [&](int64_t e) {  // element e of a src row, row-major over its free dims
+        int64_t off = s.ap.offset;
+        for (int k = s.ap.ndim - 1; k >= 0; --k) {
+          off += e % s.ap.shape[k] * s.ap.stride[k];
+          e /= s.ap.shape[k];
+        }
+        return off;
+      };
+      uint8_t* row = raw_buf(B * F * esz);
+      float* vals = opt_.fp32_only ? buf(0, B * F) : nullptr;
+      for (int64_t p = 0; p < P; ++p) {
+        for (int64_t b = 0; b < B; ++b)
+          for (int64_t f = 0; f < F; ++f) {
+            const int64_t e = b * P + p, a = s.row0 + f * s.pitch + offset_of(e) * esz;
+            check_read(s, f, a, esz, 1, e);
+            std::memcpy(row + (b * F + f) * esz, s.plane->data + a, size_t(esz));
+            if (vals) vals[b * F + f] = value_at(*s.plane, a, s.dtype);
+          }
+        store_raw(d, p, row, vals);
+      }
+      stats_.dma_elements += uint64_t(d.rows * d.ap.size());
+      return;
+    }
     Opnd s;
     s.plane = &hbm_[x.tensor()];
     s.dtype = x.dtype;

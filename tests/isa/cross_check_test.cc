@@ -175,6 +175,18 @@ TEST(CrossCheck, CastsMasksIotaAndTranspose) {
     nc.dma(t[2], out);
   }, 9);
   expect_bitwise(tc, td, "PE transpose");
+  // SBUF -> SBUF dma_transpose, two blocks: a [96, 2 x 64] -> [64, 2 x 96], bits (NaN payloads too).
+  auto [dc, dd] = run_both([](auto& nc, const std::vector<HbmTensor>& t) {
+    auto a = nc.sbuf(DType::kBF16, kP, {kF});
+    auto at = nc.sbuf(DType::kBF16, 64, {2, kP});
+    auto out = nc.sbuf(DType::kF32, kP, {kF});
+    nc.dma(a, t[0]);
+    nc.memset(out, 0.0f);
+    nc.dma_transpose(at, a.slice(0, 0, 128));
+    nc.tensor_copy(out.partitions(0, 64).slice(0, 0, 2 * kP), at);
+    nc.dma(t[2], out);
+  }, 10);
+  expect_bitwise(dc, dd, "SBUF dma_transpose");
 }
 
 }  // namespace

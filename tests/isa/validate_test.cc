@@ -516,8 +516,38 @@ TEST_F(ValidateTest, DmaTransposeShapesAndDtypes) {
   rejects(__LINE__, [&] { nc.dma_transpose(xs8, x8); },
           {"dma_transpose: src dtype must be 2 or 4 bytes, got fp8_e4m3"});
   Instr in = valid(Opcode::kDmaTranspose);
-  in.opnd[1] = Operand(xs);
-  invalid(kTrn2, nc.tensors(), in, {"dma_transpose: src must be in hbm, got sbuf"});
+  in.opnd[1] = Operand(pt);
+  invalid(kTrn2, nc.tensors(), in, {"dma_transpose: src must be in hbm or sbuf, got psum"});
+}
+
+// SBUF -> SBUF (NeuronCore-v3): src [F, B P] -> dst [P, B F], B blocks side by side.
+TEST_F(ValidateTest, DmaTransposeFromSbuf) {
+  auto src = nc.sbuf(DType::kBF16, 64, {3, 128});  // [F = 64, B = 3 x P = 128]
+  auto dst = nc.sbuf(DType::kBF16, 128, {3, 64});  // [P, B x F]
+  EXPECT_NO_THROW(nc.dma_transpose(dst, src));
+  EXPECT_NO_THROW(nc.dma_transpose(dst.index(0, 1), src.index(0, 2)));             // B = 1
+  auto dst6 = nc.sbuf(DType::kBF16, 64, {6, 64});
+  EXPECT_NO_THROW(nc.dma_transpose(dst6, src.reshape({6, 64})));  // B = 6 blocks of P = 64
+  rejects(__LINE__, [&] { nc.dma_transpose(dst.partitions(0, 100), src); },
+          {"dma_transpose: dst has 100 partitions, which do not divide src's free size 384"});
+  rejects(__LINE__, [&] { nc.dma_transpose(dst.slice(0, 0, 2), src); },
+          {"dma_transpose: dst free size 128 must be 3 blocks x src's 64 partitions"});
+  auto src32 = nc.sbuf(DType::kF32, 64, {128});
+  rejects(__LINE__, [&] { nc.dma_transpose(dst.index(0, 0), src32); },
+          {"dma_transpose: dst dtype bf16 must equal src's f32 (no cast in a transposing DMA)"});
+  // One buffer: the transpose may not write the bytes it reads.
+  auto both = nc.sbuf(DType::kBF16, 128, {256});
+  const Tile from = both.partitions(0, 64).slice(0, 0, 128);  // [64, 128], bytes [0, 256)
+  EXPECT_NO_THROW(nc.dma_transpose(both.slice(0, 128, 192), from));
+  rejects(__LINE__, [&] { nc.dma_transpose(both.slice(0, 64, 128), from); },
+          {"dma_transpose: dst overlaps src (a transposing DMA cannot work in place)"});
+  // NeuronCore-v2 has no DMA transpose engine: HBM sources only (one descriptor per element).
+  Instr in = valid(Opcode::kDmaTranspose);
+  in.opnd[0] = Operand(dst.index(0, 0));
+  in.opnd[1] = Operand(src.index(0, 0));
+  EXPECT_NO_THROW(validate(kTrn2, nc.tensors(), in, kAt));
+  invalid(kTrn1, nc.tensors(), in,
+          {"dma_transpose: src in sbuf needs the NeuronCore-v3 DMA transpose (trn1 has none)"});
 }
 
 // --- Matmul ---

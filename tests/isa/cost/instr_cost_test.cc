@@ -293,6 +293,19 @@ TEST_P(PerTarget, TransposingDmaElementGranularOnV2HardwareOnV3) {
     EXPECT_NEAR(got, kFixedNs + 8 * 256 * (desc_ns(t()) + 2 / dma_bw(t())), 1e-6);
 }
 
+// NC-v3 SBUF -> SBUF: the copy's row time at ~50% (facts section 2), a
+// descriptor per destination row; blocks side by side make longer rows.
+TEST(DmaTransposeSbuf, HalfOfCopyThroughputPerDestinationRow) {
+  for (int64_t blocks : {1, 4}) {
+    const double got = latency(kTrn2, [&](DeviceCore& nc) {
+      auto src = nc.sbuf(bf16, 128, {blocks, 128});  // [F, B x P]
+      nc.dma_transpose(nc.sbuf(bf16, 128, {blocks, 128}), src);
+    });
+    const double copy_row = desc_ns(kTrn2) + double(blocks) * 256 / dma_bw(kTrn2);
+    EXPECT_NEAR(got, kFixedNs + 8 * copy_row / 0.5, 1e-6) << blocks;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Targets, PerTarget, ::testing::ValuesIn(kAllTargets),
                          [](const auto& info) { return std::string(info.param->name); });
 

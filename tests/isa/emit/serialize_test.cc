@@ -66,6 +66,8 @@ Program all_opcodes() {
     }
     auto z = nc.sbuf(f32, 128, {2});  // reuses freed bytes
     nc.tensor_copy(z, a.slice(0, 0, 2));
+    auto wtt = nc.sbuf(bf16, 128, {2, 128});  // SBUF -> SBUF, two blocks
+    nc.dma_transpose(wtt, wt);
     nc.dma(y, b);
     nc.dma(y.slice(1, 0, 2), z);
   });

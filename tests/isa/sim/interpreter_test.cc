@@ -168,6 +168,39 @@ TEST(Dma, TransposeLoad) {
             (std::vector<float>{0.5, 3.5, 6.5, 9.5, 1.5, 4.5, 7.5, 10.5, 2.5, 5.5, 8.5, 11.5}));
 }
 
+// SBUF -> SBUF with blocks: src [F, B P] -> dst[p, b F + f] = src[f, b P + p],
+// bits; in fp32-only mode the unrounded values travel with them.
+TEST(Dma, TransposeSbufBlocks) {
+  constexpr int64_t F = 4, B = 2, P = 3;
+  Program p = emit(kTrn2, [](DeviceCore& nc) {
+    auto x = nc.hbm("x", f32, {F, B * P});
+    auto y = nc.hbm("y", f32, {P, B * F}, HbmKind::kOutput);
+    auto t = nc.sbuf(bf16, F, {B, P});
+    auto u = nc.sbuf(bf16, P, {B, F});
+    auto o = nc.sbuf(f32, P, {B * F});
+    nc.dma(t, x);
+    nc.dma_transpose(u, t);
+    nc.tensor_copy(o, u);
+    nc.dma(y, o);
+  });
+  std::vector<float> x = iota_values(F * B * P, 0.5f);
+  x[1] = 1.0f + 0x1p-10f;  // not a bf16 value
+  std::vector<float> want(size_t(P * B * F));
+  for (int64_t q = 0; q < P; ++q)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t f = 0; f < F; ++f) want[size_t(q * B * F + b * F + f)] = x[size_t(f * B * P + b * P + q)];
+  for (bool fp32_only : {false, true}) {
+    Io io;
+    io.in("x", f32, x);
+    io.out("y", f32, P * B * F);
+    io.run(p, {.fp32_only = fp32_only});
+    std::vector<float> expect = want;
+    if (!fp32_only)
+      for (float& e : expect) e = round_to(bf16, e);
+    EXPECT_EQ(io.get("y"), expect) << "fp32_only " << fp32_only;
+  }
+}
+
 // Values exercising rounding (ties, overflow, subnormals), signs and specials.
 std::vector<float> cast_probe_values() {
   return {0.0f,        -0.0f,       1.0f,         -2.5f,       1.0f + 0x1p-8f, 1.0f + 0x3p-8f,
@@ -711,6 +744,26 @@ TEST(Poison, UnwrittenSbufReadNamesInstructionOperandPartitionAndLine) {
         << msg;
     EXPECT_NE(msg.find(cat("interpreter_test.cc:", line)), std::string::npos) << msg;
   }
+}
+
+// An SBUF dma_transpose reads across partitions: the first unwritten element
+// it gathers is named (dst row 0 reads element 0 of each src row first).
+TEST(Poison, SbufTransposeNamesTheUnwrittenElement) {
+  Program p = emit(kTrn2, [](DeviceCore& nc) {
+    auto y = nc.hbm("y", bf16, {8, 4}, HbmKind::kOutput);
+    auto t = nc.sbuf(bf16, 4, {8});
+    auto u = nc.sbuf(bf16, 8, {4});
+    nc.memset(t.partitions(0, 2), 1.0f);
+    nc.dma_transpose(u, t);
+    nc.dma(y, u);
+  });
+  Io io;
+  io.out("y", bf16, 32);
+  const std::string msg = error_of(p, io);
+  EXPECT_NE(msg.find("#1 dma_transpose: src reads uninitialised sbuf partition 2 byte 0 "
+                     "(row 2, element 0 of the operand)"),
+            std::string::npos)
+      << msg;
 }
 
 TEST(Poison, PartlyWrittenRowNamesTheFirstUnwrittenByte) {
