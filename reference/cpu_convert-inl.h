@@ -386,15 +386,35 @@ inline bool Injective(const Walk& w) {
   return true;
 }
 
+// Whether two operands touch no common byte (by their footprints).
+inline bool Disjoint(const View& a, const View& b) {
+  const Footprint fa = FootprintOf(a), fb = FootprintOf(b);
+  return fa.hi <= fb.lo || fb.hi <= fa.lo;
+}
+
+// Whether partition p of `a` and partition p of `b` share no byte, for every
+// p. Views with the same pitch (operands of one on-chip space) are offset by
+// the same distance in every partition, so one comparison decides; SBUF
+// buffers interleave across partitions, so their footprints always overlap
+// while their rows do not.
+inline bool RowsDisjoint(const View& a, const View& b) {
+  if (a.pitch != b.pitch) return Disjoint(a, b);
+  const int64_t ea = (a.ap.max_offset() + 1) * dtype_size(a.dtype);
+  const int64_t eb = (b.ap.max_offset() + 1) * dtype_size(b.dtype);
+  const int64_t d = int64_t(reinterpret_cast<uintptr_t>(b.base) - reinterpret_cast<uintptr_t>(a.base));
+  return d >= ea || d <= -eb;
+}
+
 // Whether an instruction may stream in chunks (write chunk k, then read
-// chunk k + 1): yes unless dst shares bytes with the source other than as the
-// very same view visiting each element once (then every element is read
-// before it is overwritten). Otherwise it reads all of a partition's inputs
-// before writing that partition, as the interpreter does.
+// chunk k + 1): yes unless a partition's destination shares bytes with the
+// same partition's source other than as the very same view visiting each
+// element once (then every element is read before it is overwritten).
+// Otherwise it reads all of a partition's inputs before writing that
+// partition, as the interpreter does. Partitions run in order either way, so
+// a destination row overlapping another partition's source row gives the
+// same bits on both paths.
 inline bool MayStream(const View& dst, const View& src) {
-  if (src.empty()) return true;
-  const Footprint a = FootprintOf(dst), b = FootprintOf(src);
-  if (a.hi <= b.lo || b.hi <= a.lo) return true;
+  if (src.empty() || RowsDisjoint(dst, src)) return true;
   if (dst.base != src.base || dst.pitch != src.pitch || dst.dtype != src.dtype) return false;
   const Walk wd = Walk::of(dst.ap), ws = Walk::of(src.ap);
   if (wd.ndim != ws.ndim || !Injective(wd)) return false;

@@ -12,7 +12,8 @@
 // the transcendental activations (ulp bounds in cpu_math-inl.h): fp32
 // arithmetic, RNE on every store, reductions in semantics.h's fixed order.
 // Same-dtype dma / tensor_copy / dma_transpose move bits; the Tensor-engine
-// transpose moves values. Operands that overlap other than as the same view
+// transpose moves values. DMAs into HBM write long rows with streaming
+// stores (the same bits, bypassing the caches). Operands that overlap other than as the same view
 // behave as in the interpreter: a partition's inputs are read before it is
 // written.
 
@@ -45,6 +46,8 @@ namespace ncore::cpu::HWY_NAMESPACE {
 void Execute(const Instr& in, const std::array<View, 5>& v) {
   switch (in.op) {
     case Opcode::kDma:
+      if (in.opnd[0].space == Space::kHbm) return CopyToHbm(v[0], v[1]);
+      return Copy(v[0], v[1]);
     case Opcode::kTensorCopy: return Copy(v[0], v[1]);
     case Opcode::kDmaTranspose: return Transpose(v[0], v[1], /*bits=*/true);
     case Opcode::kMatmul: return;  // execute() calls matmul() directly

@@ -200,6 +200,41 @@ inline void AluScalar(AluOp op, RowOut out, RowIn a, float s, bool reverse, int6
   });
 }
 
+// Calls f(std::integral_constant<AluOp, op>{}) for add, subtract and
+// multiply (the ops of fused tensor_scalar pairs); false for the others.
+template <class F>
+HWY_INLINE bool WithArithOp(AluOp op, F&& f) {
+  switch (op) {
+    case AluOp::kAdd: f(std::integral_constant<AluOp, AluOp::kAdd>()); return true;
+    case AluOp::kSubtract: f(std::integral_constant<AluOp, AluOp::kSubtract>()); return true;
+    case AluOp::kMultiply: f(std::integral_constant<AluOp, AluOp::kMultiply>()); return true;
+    default: return false;
+  }
+}
+
+// out[i] = alu(op1, alu(op0, a[i], s0), s1) in one pass, the intermediate
+// an fp32 register (the value an fp32 buffer would hold between two
+// passes): for op0, op1 in {add, subtract, multiply} (x - mean then * rstd,
+// x * scale then + bias). Returns false, doing nothing, for other pairs.
+inline bool AluScalarPair(AluOp op0, AluOp op1, RowOut out, RowIn a, float s0, float s1,
+                          int64_t n) {
+  const hn::ScalableTag<float> d;
+  const auto v0 = hn::Set(d, s0), v1 = hn::Set(d, s1);
+  bool inner = false;
+  const bool outer = WithArithOp(op0, [&](auto k0) {
+    inner = WithArithOp(op1, [&](auto k1) {
+      WithRowType(a.t, [&](auto ta) {
+        WithRowType(out.t, [&](auto to) {
+          Map1T<decltype(ta)::value, decltype(to)::value>(d, out, a, n, [&](auto x) {
+            return AluV<decltype(k1)::value>(d, AluV<decltype(k0)::value>(d, x, v0), v1);
+          });
+        });
+      });
+    });
+  });
+  return outer && inner;
+}
+
 // ---- Activation functions (semantics.h activate) ----
 
 template <class D, class V = hn::Vec<D>>

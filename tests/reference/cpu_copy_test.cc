@@ -104,6 +104,43 @@ TEST(Copy, EveryDTypePairAndWalk) {
   }
 }
 
+// A DMA into HBM writes long contiguous rows with streaming stores (from
+// kStreamMinBytes = 4 KiB per row): the same bits as any copy, whatever the
+// alignment of the rows' ends; short rows, strided walks, casts and
+// overlapping operands take the ordinary path. Only the destination slot's
+// Space decides (the views are resolved already).
+TEST(Copy, DmaIntoHbmStreamsTheSameBits) {
+  Instr in = make(Opcode::kDma);
+  in.opnd[0].space = Space::kHbm;
+  int iter = 0;
+  for (DType t : {DType::kF32, DType::kBF16, DType::kFP8E4M3})
+    for (int64_t bytes : {4095, 4096, 4160, 20000 + 7}) {
+      const int64_t n = bytes / dtype_size(t);
+      for (int walk = 0; walk < 3; ++walk) {
+        Arena a(uint32_t(++iter));
+        const AccessPattern src_ap = walk == 2 ? pattern({n}, {2}) : AccessPattern::dense({n});
+        const int64_t src_pitch = walk == 1 ? 0 : -1;  // 1: every partition reads one row
+        const Opnd s = a.place(t, 3, src_ap, Fill::kBits, src_pitch);
+        const Opnd d = a.place(t, 3, AccessPattern::dense({n}));
+        SCOPED_TRACE(cat(dtype_name(t), " row bytes ", n * dtype_size(t), " walk ", walk));
+        check(a, in, {d, s});
+      }
+    }
+  // A cast, and a destination overlapping its source (in place, shifted).
+  Arena a(99);
+  const Opnd s = a.place(DType::kF32, 2, AccessPattern::dense({3000}));
+  const Opnd d = a.place(DType::kBF16, 2, AccessPattern::dense({3000}));
+  check(a, in, {d, s}, Tolerance{{}, /*any_nan=*/true});
+  for (int64_t shift : {0, 64, -4}) {
+    Arena b(uint32_t(100 + shift));
+    const Opnd base = b.place(DType::kF32, 2, AccessPattern::dense({2100}), Fill::kBits);
+    const Opnd dd = b.alias(base, DType::kF32, 2, pattern({2000}, {1}, 20));
+    const Opnd ss = b.alias(base, DType::kF32, 2, pattern({2000}, {1}, 20 + shift / 4));
+    SCOPED_TRACE(cat("overlap shift ", shift));
+    check(b, in, {dd, ss});
+  }
+}
+
 // A source whose partitions all read the same row (an HBM view with dim-0
 // stride 0), into contiguous and strided destinations.
 TEST(Copy, PartitionBroadcast) {
@@ -218,6 +255,28 @@ TEST(Transpose, DmaTranspose) {
         const Opnd d3 = c.place(t, P, AccessPattern::dense({F}));
         check(c, make(Opcode::kDmaTranspose), {d3, s3}, tol);
       }
+}
+
+// An SBUF dma_transpose of B blocks side by side: dst[P, B F] with
+// dst[r, b F + c] = src[c, b P + r], bits; contiguous rows (per-block fast
+// path) and padded [B, P] / [B, F] walks (the general path).
+TEST(Transpose, DmaTransposeBlocks) {
+  for (DType t : {DType::kBF16, DType::kF32})
+    for (int B : {2, 3})
+      for (int P : {1, 16, 128})
+        for (int F : {1, 9, 128}) {
+          Tolerance tol;
+          tol.any_nan = false;
+          SCOPED_TRACE(cat(dtype_name(t), " B ", B, " P ", P, " F ", F));
+          Arena a(uint32_t(B * 100000 + P * 1000 + F));
+          const Opnd s = a.place(t, F, AccessPattern::dense({B * P}), Fill::kBits);
+          const Opnd d = a.place(t, P, AccessPattern::dense({B * F}));
+          check(a, make(Opcode::kDmaTranspose), {d, s}, tol);
+          Arena b(uint32_t(B * 100000 + P * 1000 + F + 1));
+          const Opnd s2 = b.place(t, F, pattern({B, P}, {P + 3, 1}), Fill::kBits);
+          const Opnd d2 = b.place(t, P, pattern({B, F}, {F + 5, 1}));
+          check(b, make(Opcode::kDmaTranspose), {d2, s2}, tol);
+        }
 }
 
 // dst[F, P] = src[P, F] on the Tensor engine: values, RNE to dst's dtype.

@@ -86,6 +86,59 @@ TEST(TensorTensor, OverlapShifted) {
     }
 }
 
+// On-chip operands interleave across partitions (every buffer spans all of
+// them at the same pitch), so their footprints overlap while their rows do
+// not: such operands take the chunked paths, with the same bits. Rows that
+// overlap another partition's row (a view shifted by whole pitches) give
+// the partition-ordered result: partition p reads what partition p - 1 wrote.
+TEST(Elementwise, OperandsInterleavedAcrossPartitions) {
+  Instr square = make(Opcode::kActivation);
+  square.func = ActFunc::kSquare;
+  Instr scale = make(Opcode::kTensorScalar, AluOp::kSubtract);
+  scale.alu1 = AluOp::kMultiply;
+  scale.imm[0] = 0.5f;
+  scale.imm[1] = 3.0f;
+  for (DType t : {DType::kF32, DType::kBF16})
+    for (int64_t n : {40, 2500}) {
+      Arena a{uint32_t(n) + uint32_t(t)};
+      const int64_t esz = dtype_size(t);
+      // Two disjoint views in each row of one buffer, and a third buffer.
+      const Opnd base = a.place(t, 4, AccessPattern::dense({2 * n + 16}), Fill::kFinite);
+      const Opnd lo = a.alias(base, t, 4, AccessPattern::dense({n}));
+      const Opnd hi = a.alias(base, t, 4, AccessPattern::dense({n}), (n + 16) * esz);
+      const Opnd other = a.place(t, 4, AccessPattern::dense({n}), Fill::kFinite);
+      const Opnd acc = a.place(DType::kF32, 4, AccessPattern::dense({1}));
+      // The same rows shifted by one partition: dst row p is src row p + 1.
+      const int64_t pitch = a.spec(base).pitch;
+      const Opnd up = a.alias(base, t, 3, AccessPattern::dense({n}), pitch);
+      const Opnd down = a.alias(base, t, 3, AccessPattern::dense({n}));
+      SCOPED_TRACE(cat(dtype_name(t), " n ", n));
+      check(a, make(Opcode::kTensorTensor, AluOp::kMultiply), {hi, lo, other});
+      check(a, make(Opcode::kTensorTensor, AluOp::kAdd), {lo, hi, hi});
+      check(a, scale, {hi, lo});
+      check(a, square, {lo, hi, acc});
+      check(a, make(Opcode::kTensorCopy), {hi, lo});
+      check(a, make(Opcode::kTensorTensor, AluOp::kAdd), {up, down, down});
+      check(a, make(Opcode::kTensorTensor, AluOp::kAdd), {down, up, up});
+      check(a, scale, {up, down});
+      check(a, square, {up, down, acc});
+    }
+  // A narrower destination inside a wider source's row (bf16 from byte 3n
+  // of an f32 row of 4n bytes): they overlap in each partition, so the
+  // whole row is read first.
+  const int64_t n = 2500;
+  Arena a(7);
+  const Opnd base = a.place(DType::kF32, 3, AccessPattern::dense({2 * n}), Fill::kFinite);
+  const Opnd wide = a.alias(base, DType::kF32, 3, AccessPattern::dense({n}));
+  const Opnd narrow = a.alias(base, DType::kBF16, 3, AccessPattern::dense({n}), 3 * n);
+  {
+    SCOPED_TRACE("narrow copy");
+    check(a, make(Opcode::kTensorCopy), {narrow, wide});
+  }
+  SCOPED_TRACE("narrow add");
+  check(a, make(Opcode::kTensorTensor, AluOp::kAdd), {narrow, wide, wide});
+}
+
 TEST(TensorScalar, EveryOpPairFlagsAndDType) {
   int iter = 0;
   for (AluOp op0 : kAllAluOps)

@@ -121,6 +121,35 @@ TEST(BnStats, LongRowsAndLayerNormTile) {
   check(a, make(Opcode::kBnStats), {st, t});
 }
 
+// bn_stats folds both sequences in one pass of whole vectors (128 lanes,
+// even and odd partials interleaved): rows whose length leaves every
+// remainder modulo 128 and crosses the 1024-element chunks of the decoded
+// path, contiguous (read in place) and strided (decoded), with special
+// values (NaN, infinities, signed zeros, huge values) in some rows.
+TEST(BnStats, SinglePassAcrossLanesAndChunks) {
+  int iter = 0;
+  for (DType st : {DType::kF32, DType::kBF16, DType::kF16})
+    for (int64_t n : {4, 5, 126, 129, 255, 640, 1023, 1025, 2047, 3001})
+      for (bool strided : {false, true}) {
+        ++iter;
+        Arena a{uint32_t(500 + iter)};
+        const AccessPattern ap = strided ? pattern({n}, {2}, 1) : AccessPattern::dense({n});
+        const Opnd s = a.place(st, 4, ap, iter % 3 ? Fill::kFinite : Fill::kValues);
+        const Opnd d = a.place(DType::kF32, 4, AccessPattern::dense({6}));
+        SCOPED_TRACE(cat(dtype_name(st), " n ", n, strided ? " strided" : " contiguous"));
+        check(a, make(Opcode::kBnStats), {d, s});
+      }
+  // A row of -0 (the partials stay +0, as reduce()'s do) and constant rows.
+  Arena a(77);
+  const Opnd s = a.place(DType::kF32, 3, AccessPattern::dense({300}), Fill::kFinite);
+  for (int64_t e = 0; e < 300; ++e) {
+    a.set(s, 0, e, -0.0f);
+    a.set(s, 1, e, 3.25f);
+  }
+  const Opnd d = a.place(DType::kF32, 3, AccessPattern::dense({6}));
+  check(a, make(Opcode::kBnStats), {d, s}, Tolerance{{}, /*any_nan=*/false});
+}
+
 // Fills o's rows with `triples` (count, mean, M2) triples, as bn_stats writes: counts
 // small integers (some 0), means of either sign, M2 >= 0.
 void fill_stats(Arena& a, Opnd o, int np, int64_t triples) {

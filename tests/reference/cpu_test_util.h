@@ -306,8 +306,9 @@ inline void ref_execute(const Instr& in, const std::array<View, 5>& v) {
       return;
     }
     case Opcode::kDmaTranspose:
-    case Opcode::kTranspose: {  // dst row r, element c = src row c, element r
+    case Opcode::kTranspose: {  // dst row r, element b F + c = src row c, element b P + r
       const std::vector<int64_t> os = offsets(s.ap);
+      const int64_t B = int64_t(os.size()) / d.np;  // blocks: > 1 only for an SBUF dma_transpose
       const int64_t esz = dtype_size(s.dtype);
       const bool bits = in.op == Opcode::kDmaTranspose;
       std::vector<std::vector<uint8_t>> raw(size_t(s.np));
@@ -319,13 +320,14 @@ inline void ref_execute(const Instr& in, const std::array<View, 5>& v) {
           std::memcpy(&raw[size_t(c)][i * size_t(esz)], s.row(c) + os[i] * esz, size_t(esz));
       }
       for (int r = 0; r < d.np; ++r)
-        for (int c = 0; c < s.np; ++c) {
-          if (bits)
-            std::memcpy(d.row(r) + od[size_t(c)] * esz, &raw[size_t(c)][size_t(r * esz)],
-                        size_t(esz));
-          else
-            put(d, r, od[size_t(c)], val[size_t(c)][size_t(r)]);
-        }
+        for (int64_t b = 0; b < B; ++b)
+          for (int c = 0; c < s.np; ++c) {
+            const size_t to = size_t(b * s.np + c), from = size_t(b * d.np + r);
+            if (bits)
+              std::memcpy(d.row(r) + od[to] * esz, &raw[size_t(c)][from * size_t(esz)], size_t(esz));
+            else
+              put(d, r, od[to], val[size_t(c)][from]);
+          }
       return;
     }
     case Opcode::kMatmul: ADD_FAILURE() << "matmul is tested by matmul_test"; return;
