@@ -67,7 +67,7 @@ inline constexpr int64_t kHostTileBytes = 512 * 1024;
 
 // X / work buffers of a device plan: tile (or block) k+2 loads and k-1
 // stores while k computes.
-inline constexpr int kNormDeviceBufs = 3;
+inline constexpr int kNormDeviceBufs = 4;
 
 // Arch guide: a Vector / Scalar instruction that depends on the one before it
 // on its engine pays a static overhead of ~100 cycles (facts §3).
@@ -89,6 +89,7 @@ struct NormPlan {
   bool resident = true;          // block == D: X is read once
   bool params_resident = true;   // gamma / beta loaded once per program instance
   bool work_tile = false;        // an fp32 work tile beside X's tile
+  bool out_tile = false;         // rmsnorm, Y not fp32: a Y tile, so X's buffer frees before the store
   int64_t op_chunk = 0;          // free elements per elementwise instruction
   int64_t bn_chunks = 0;         // bn_stats chunks per row (layernorm)
   int64_t pieces = 0;            // accumulator pieces per row (rmsnorm)
@@ -127,6 +128,7 @@ inline int64_t sbuf_bytes(NormKind kind, const NormDtypes& dt, int64_t d, const 
   if (kind == NormKind::kLayer) bytes += params_bufs * buf(param_len * dtype_size(dt.beta));
   bytes += p.bufs * buf(p.block * dtype_size(dt.x));
   if (p.work_tile) bytes += p.bufs * buf(p.block * 4);
+  if (p.out_tile) bytes += p.bufs * buf(p.block * dtype_size(dt.y));
   bytes += buf(4);  // eps column
   int64_t slot = buf(4);  // rstd
   if (kind == NormKind::kLayer) {
@@ -216,6 +218,7 @@ inline NormPlan plan_norm(const Target& t, NormKind kind, int64_t rows_total, in
   auto make = [&](bool resident, int bufs, int64_t block, bool params_resident, bool work) {
     NormPlan p = base;
     p.work_tile = work || needs_work;
+    p.out_tile = work && kind == NormKind::kRms && dt.y != DType::kF32;
     p.resident = resident;
     p.bufs = bufs;
     p.block = block;
@@ -240,8 +243,10 @@ inline NormPlan plan_norm(const Target& t, NormKind kind, int64_t rows_total, in
   // store serialise, and streaming (X read twice, overlapped) is faster (cost
   // model, D = 16384 f32 on trn2, 2048 rows: layernorm 1.38 vs 2.13 ms,
   // rmsnorm 1.17 vs 1.46 ms).
-  for (int bufs = host ? 1 : kNormDeviceBufs; bufs >= (host ? 1 : 2); --bufs)
-    for (bool work : {!host, false}) candidates.push_back(make(true, bufs, d, true, work));
+  for (int least : {host ? 1 : 3, host ? 1 : 2})
+    for (bool work : {!host, false})
+      for (int bufs = host ? 1 : kNormDeviceBufs; bufs >= least; --bufs)
+        if (least == (host ? 1 : 3) || bufs < 3) candidates.push_back(make(true, bufs, d, true, work));
   // Streamed blocks: multiples of the bn_stats chunk, at most one instruction
   // each, halving down to one chunk; on the device more buffers before larger
   // blocks (cost model, D = 16384 f32 trn2: layernorm 1.38 ms with 3 x 4096
@@ -388,7 +393,7 @@ void for_pieces(int64_t b0, int64_t n, int64_t op_chunk, F&& f) {
 // A part of a split is a multiple of 16 elements (64 B of fp32, so both parts
 // start on the allocator's alignment) and at least 128: below that the fixed
 // instruction overheads outweigh the balance.
-inline constexpr int64_t kSplitAlign = 16;
+inline constexpr int64_t kSplitAlign = 32;
 inline constexpr int64_t kSplitMin = 128;
 
 // How many of n columns take the `share` side of a split.
@@ -583,6 +588,9 @@ void rmsnorm(Nc& nc, const HbmTensor& y, const HbmTensor& x, const HbmTensor& ga
   for (int i = 0; i < pbufs; ++i) g_buf.push_back(nc.sbuf(gamma.dtype, P, {plen}));  // [P, D|block]
   for (int i = 0; i < p.bufs; ++i) x_buf.push_back(nc.sbuf(x.dtype, P, {p.block}));  // [P, block]
   for (int i = 0; i < p.bufs; ++i) w_buf.push_back(nc.sbuf(DType::kF32, P, {p.block}));
+  std::vector<Buf> o_buf;
+  if (p.out_tile)
+    for (int i = 0; i < p.bufs; ++i) o_buf.push_back(nc.sbuf(y.dtype, P, {p.block}));
   auto eps_col = nc.sbuf(DType::kF32, P, {1});  // [P, 1] f32
   std::vector<Buf> rstd, ss;                    // per statistics slot, [P, 1] f32
   std::vector<std::optional<Buf>> partial;      // [P, pieces] f32
@@ -633,7 +641,9 @@ void rmsnorm(Nc& nc, const HbmTensor& y, const HbmTensor& x, const HbmTensor& ga
   auto normalise = [&](size_t s, const RowTile& rt, size_t slot, int64_t b0, int64_t len) {
     const int n = rt.n;
     const Tile xt = x_tile(slot, n, len), w = work(slot, n, len);
-    const Tile out = y.dtype == DType::kF32 ? w : xt;  // Y's dtype
+    const Tile out = y.dtype == DType::kF32 ? w
+                     : p.out_tile          ? o_buf[slot].partitions(0, n).slice(0, 0, len)
+                                           : xt;  // Y's dtype
     const Tile rs = rstd[s].partitions(0, n);
     const int64_t pb = p.params_resident ? b0 : 0;
     const size_t ps = p.params_resident ? 0 : slot % size_t(pbufs);
