@@ -8,12 +8,16 @@
 // and LSE = -inf.
 //
 // Tiling (NKI flash_fwd, nki-kernels-and-pain-points.md 1.2): 128-row Q tiles
-// and 512-key K sub-tiles. One step = one (Q tile, K sub-tile) pair:
-//   S[128q, 512k]  = matmul(stationary Q^T[D, 128q], moving K^T[D, 512k])  one PSUM bank
+// and key blocks of one or two 512-key sub-tiles (two where P^T is 16-bit in
+// PSUM, so that the per-update work below is paid once per 1024 keys). One
+// step = one (Q tile, key block) pair:
+//   S[128q, kt]    = matmul(stationary Q^T[D, 128q], moving K^T[D, 512k])  per sub-tile, a PSUM bank each
 //   m_new          = max(m, rowmax S)                                       online softmax
-//   P[128q, 512k]  = exp(scale S - scale m_new), rowsum fused in the exp
+//   P[128q, kt]    = exp(scale S - scale m_new), rowsum fused in the exp
 //   alpha          = exp(scale m - scale m_new)
-//   P^T[128k, 128q] per 128-key chunk: TensorE transposes into PSUM, copied to SBUF
+//   P^T[128k, 128q] per 128-key chunk: TensorE transposes into PSUM, copied to
+//                  SBUF; on trn2 a full step's last chunks by a DMA transpose
+//                  SBUF -> SBUF instead (the DMA queues have the time)
 //   pv[128q, D]    = sum over chunks matmul(stationary P^T, moving V[128k, D])
 //   o = o alpha + pv,  l = l alpha + rowsum                                 fp32 in SBUF
 // and at the end of a Q tile O = o * (1 / l), LSE = scale m + log l. P is bf16
@@ -21,27 +25,29 @@
 // The running max is kept as nb = -scale m, the bias of both exps.
 //
 // Engines: DMA loads Q^T and K^T transposed (dma_transpose where the target
-// has it, else natural loads + TensorE transposes) and V naturally; TensorE
-// runs QK^T, the P transposes and PV; VectorE the row max and o += pv; ScalarE
-// the exps (P with its row sum, alpha), 1/l and log l; the two share the P^T
-// evacuation from PSUM; GpSimd (which cannot read PSUM) the causal mask
-// (affine_select) and the [P, 1] state updates.
+// has it, else natural loads + TensorE transposes) and V naturally, and on
+// trn2 transposes part of P; TensorE runs QK^T, the other P transposes and
+// PV; VectorE the row max and o += pv; ScalarE the exps (P with its row sum,
+// alpha), 1/l and log l; the two share the P^T evacuation from PSUM; GpSimd
+// (which cannot read PSUM) the causal mask (affine_select) and the [P, 1]
+// state updates. docs/attention.md has the per-step engine budget.
 //
-// Causal: steps whose sub-tile lies wholly above the diagonal are skipped (no
-// instructions); sub-tiles the diagonal crosses get their scores masked to
-// -inf in SBUF. -inf rather than a large finite fill: exp(-inf) is exactly 0
-// for every scale and score magnitude, while a finite fill F leaks
-// exp(scale (F - m)) > 0 once |m| nears |F| and overflows when scale |F| does.
-// The one hazard of -inf, a row with no visible key yet (m = -inf, so
-// exp(-inf + inf) = NaN), cannot arise: nb starts at FLT_MAX and is updated
-// as min(nb, -scale rowmax), so it stays finite and exp(-inf + nb) = 0.
+// Causal: key blocks wholly above the diagonal are skipped, and a step stops
+// at the last key its Q tile sees (kt < the block); steps the diagonal
+// crosses get their scores masked to -inf in SBUF. -inf rather than a large
+// finite fill: exp(-inf) is exactly 0 for every scale and score magnitude,
+// while a finite fill F leaks exp(scale (F - m)) > 0 once |m| nears |F| and
+// overflows when scale |F| does. The one hazard of -inf, a row with no
+// visible key yet (m = -inf, so exp(-inf + inf) = NaN), cannot arise: nb
+// starts at FLT_MAX and is updated as min(nb, -scale rowmax), so it stays
+// finite and exp(-inf + nb) = 0.
 //
 // Schedule: a work item is one (batch, kv head, block of Q rows): all the
-// group's query heads over several Q tiles, so each K/V sub-tile load serves
+// group's query heads over several Q tiles, so each K/V block load serves
 // every Q tile of the item. Items are dealt round-robin to the SPMD program
-// instances. Within an item the steps run as an eight-stage software pipeline
-// (kAttnStages below); K/V sub-tiles are prefetched one ahead and the next
-// item's Q^T one item ahead.
+// instances. Within an item the steps run as a seven-stage software pipeline
+// (kAttnStages below); K/V blocks are prefetched one ahead and the next item's
+// Q^T one item ahead.
 #pragma once
 
 #include <algorithm>
@@ -63,40 +69,55 @@ struct AttentionOptions {
 };
 
 inline constexpr int64_t kAttnTileQ = 128;       // Q rows per tile: PSUM partitions, stationary free <= 128
-inline constexpr int64_t kAttnTileK = 512;       // keys per sub-tile: moving free <= 512 = one PSUM bank of fp32
+inline constexpr int64_t kAttnTileK = 512;       // keys per QK^T matmul: moving free <= 512 = one PSUM bank of fp32
 inline constexpr int64_t kAttnChunkK = 128;      // keys per PV matmul: the contraction is on the 128 partitions
-inline constexpr int64_t kAttnChunks = kAttnTileK / kAttnChunkK;
 inline constexpr int64_t kAttnMaxHeadDim = 128;  // D is QK^T's contraction, on the partitions
-// Q tiles per work item: 8 tiles amortise a K/V sub-tile (2 x 512 x D
-// elements) over 8 x 4 x 128 x 512 x D MACs, which keeps the trn2 DMA queues
-// under half busy; GQA groups cover it with their own heads.
-inline constexpr int64_t kAttnTilesPerItem = 8;
-// Software pipeline: a step's work in eight stages, stage k of step s issued
+// Sub-tiles per step where P^T is 16-bit in PSUM (trn2, bf16): 1024-key
+// steps halve the per-update work (alpha, o += pv, o *= alpha, the [P, 1]
+// columns) per key; the scores then take 2 banks a slot, which fits PSUM only
+// with the 16-bit P^T (facts section 2: 8 banks).
+inline constexpr int64_t kAttnWideSubTiles = 2;
+// Q tiles per work item: each K/V block load (2 x kt x D elements) serves 16
+// steps, which leaves the trn2 DMA queues most of their time for the P
+// transposes; GQA groups cover it with their own heads.
+inline constexpr int64_t kAttnTilesPerItem = 16;
+// P^T chunks of a full step (8) that the DMA queues transpose on trn2, in one
+// SBUF -> SBUF dma_transpose of 3 blocks: what they fit beside the K/V loads
+// at the step time Vector and Scalar allow (docs/attention.md). Each spares
+// TensorE a transpose and Vector/Scalar an evacuation.
+inline constexpr int64_t kAttnDmaPtChunks = 3;
+// Software pipeline: a step's work in seven stages, stage k of step s issued
 // in iteration s + k. Each stage hands its results to another engine, and
-// every instruction's producers were issued an iteration before it, so no
-// engine's in-order queue (facts section 1) stalls on work queued behind it.
-//   0 QK^T (TensorE)                   4 P transposes (TensorE), l update (GpSimd)
-//   1 mask (Scalar, GpSimd), rowmax    5 P^T evacuation (Vector, Scalar)
-//   2 nb (GpSimd)                      6 PV (TensorE), o *= alpha (GpSimd)
-//   3 alpha, exp (ScalarE)             7 o += pv (Vector), finalize
-inline constexpr int64_t kAttnStages = 8;
+// every instruction's producers were issued an iteration before it (but the
+// exp's nb, a one-column GpSimd op), so no engine's in-order queue (facts
+// section 1) stalls on work queued behind it.
+//   0 QK^T (TensorE)                         4 P^T evacuation (Vector, Scalar)
+//   1 mask (Scalar, GpSimd), rowmax (Vector)  5 PV (TensorE), o *= alpha (GpSimd)
+//   2 nb (GpSimd); alpha, exp (ScalarE);      6 o += pv (Vector), finalize
+//     P transposes by DMA
+//   3 P transposes (TensorE), l update (GpSimd)
+inline constexpr int64_t kAttnStages = 7;
 // A buffer written in stage a and read in stage b of the same step needs
 // b - a + 1 slots, so the next step writing the slot comes after the read.
-inline constexpr int64_t kAttnScoreBanks = 4;  // S: QK^T (0) .. exp (3)
-inline constexpr int64_t kAttnMaskRing = 3;    // masked S: 1 .. 3
-inline constexpr int64_t kAttnColRing = 6;     // rowmax 1 .. 2; alpha, rowsum 3 .. 6
-inline constexpr int64_t kAttnPRing = 2;       // P: 3 .. 4
-inline constexpr int64_t kAttnPtRing = 2;      // P^T in PSUM 4 .. 5, in SBUF 5 .. 6, pv 6 .. 7
-// K/V sub-tiles: loaded one sub-tile ahead in stage 0, V read in stage 6.
+inline constexpr int64_t kAttnScoreSlots = 3;  // S: QK^T (0) .. exp (2)
+inline constexpr int64_t kAttnMaskRing = 2;    // masked S: 1 .. 2
+inline constexpr int64_t kAttnColRing = 4;     // rowmax 1 .. 2; alpha 2 .. 5, rowsum 2 .. 3
+// P: exp (2) .. transposes (3), and a slot more for the DMA still reading it.
+inline constexpr int64_t kAttnPRing = 3;
+inline constexpr int64_t kAttnPtRing = 4;      // P^T in SBUF: DMA (2) or evacuation (4) .. PV (5)
+inline constexpr int64_t kAttnPvRing = 2;      // pv: 5 .. 6
+// P^T in PSUM (3 .. 4) has 2 slots where PSUM holds them, else 1 (the plan).
+// K/V blocks: loaded one block ahead in stage 0, V read in stage 5.
 inline constexpr int64_t kAttnKvRing = kAttnStages + 1;
 // Floats per [P, 1]-column slot: one 64 B dependency cell (isa/emit/deps.h
 // tracks SBUF in 64 B cells), so columns of different steps or tiles never
 // share a cell and falsely serialise.
 inline constexpr int64_t kAttnColSlot = Allocator::kAlign / 4;
-// P^T chunks evacuated by VectorE per two steps (the rest by ScalarE), 1 and
-// 2 alternately: balances the engines' per-step work on the trn2 cost model
-// (Vector: rowmax 512 + o += pv D elements; Scalar: exp 512 + alpha).
-inline constexpr int64_t kAttnPtVectorChunksPer2Steps = 3;
+// Fraction of the PSUM P^T chunks that VectorE evacuates (ScalarE the rest),
+// dealt out cumulatively over the steps: balances the engines' per-step work
+// on the trn2 cost model (Vector: rowmax kt + o += pv D elements; Scalar: exp
+// kt + alpha), solved in docs/attention.md.
+inline constexpr int64_t kAttnPtVectorShareNum = 1, kAttnPtVectorShareDen = 4;
 
 struct AttentionShape {
   int64_t b = 0, hq = 0, hkv = 0, sq = 0, skv = 0, d = 0;
@@ -106,12 +127,16 @@ struct AttentionShape {
 struct AttentionPlan {
   AttentionShape shape;
   int64_t q_tiles = 0;            // ceil(Sq / 128) per head
-  int64_t k_tiles = 0;            // ceil(Skv / 512)
+  int64_t sub_tiles = 1;          // 512-key QK^T sub-tiles per step
+  int64_t block_k = 0;            // keys per step (at most): sub_tiles x 512
+  int64_t k_blocks = 0;           // ceil(Skv / block_k)
   int64_t q_tiles_per_item = 0;   // consecutive Q tiles of one head in an item
   int64_t tiles = 0;              // Q tiles per item: group x q_tiles_per_item
   int64_t items = 0;              // B x Hkv x ceil(q_tiles / q_tiles_per_item)
   DType p_dtype = DType::kF32;    // P and P^T
   DType pt_psum_dtype = DType::kF32;  // the P transposes' PSUM output
+  int64_t pt_psum_slots = 0;      // P^T slots in PSUM: 2, or 1 where PSUM is short
+  int64_t dma_pt_chunks = 0;      // P^T chunks of a full step transposed by DMA
   bool pe_transpose = false;      // Q^T and K^T by TensorE: no transposing DMA
   int64_t sbuf_bytes = 0;         // per partition
   int psum_banks = 0;
@@ -170,33 +195,40 @@ inline AttentionPlan plan_attention(const Target& t, const AttentionShape& s, DT
   AttentionPlan p;
   p.shape = s;
   p.q_tiles = ceil_div(s.sq, kAttnTileQ);
-  p.k_tiles = ceil_div(s.skv, kAttnTileK);
+  p.p_dtype = in == DType::kBF16 ? DType::kBF16 : DType::kF32;
+  p.pt_psum_dtype = t.transpose_16bit_out && dtype_size(p.p_dtype) == 2 ? p.p_dtype : DType::kF32;
+  p.sub_tiles = dtype_size(p.pt_psum_dtype) == 2 ? kAttnWideSubTiles : 1;
+  p.block_k = p.sub_tiles * kAttnTileK;
+  p.k_blocks = ceil_div(s.skv, p.block_k);
   p.q_tiles_per_item =
       std::min(p.q_tiles, std::max<int64_t>(1, kAttnTilesPerItem / s.group()));
   p.tiles = s.group() * p.q_tiles_per_item;
   p.items = s.b * s.hkv * ceil_div(p.q_tiles, p.q_tiles_per_item);
-  p.p_dtype = in == DType::kBF16 ? DType::kBF16 : DType::kF32;
-  p.pt_psum_dtype = t.transpose_16bit_out && dtype_size(p.p_dtype) == 2 ? p.p_dtype : DType::kF32;
   p.pe_transpose = !t.dma_transpose_hw;
+  p.dma_pt_chunks = t.dma_transpose_hw && p.sub_tiles > 1 ? kAttnDmaPtChunks : 0;
   const int64_t ei = dtype_size(in), ep = dtype_size(p.p_dtype), G = p.tiles;
+  const int64_t chunks = p.block_k / kAttnChunkK;
   p.sbuf_bytes = buf(2 * G * kAttnTileQ * ei)                      // Q^T, two items
-                 + buf(kAttnKvRing * kAttnTileK * ei)              // K^T ring
-                 + buf(kAttnKvRing * kAttnChunks * s.d * ei)       // V ring
-                 + buf(kAttnPRing * kAttnTileK * ep)               // P ring
-                 + buf(kAttnPtRing * kAttnChunks * kAttnTileQ * ep)  // P^T
-                 + buf(kAttnMaskRing * kAttnTileK * 4)             // masked scores
+                 + buf(kAttnKvRing * p.block_k * ei)               // K^T ring
+                 + buf(kAttnKvRing * chunks * s.d * ei)            // V ring
+                 + buf(kAttnPRing * p.block_k * ep)                // P ring
+                 + buf(kAttnPtRing * chunks * kAttnTileQ * ep)     // P^T in SBUF
+                 + buf(kAttnMaskRing * p.block_k * 4)              // masked scores
                  + buf(G * s.d * 4)                                // o
                  + buf(G * kAttnColSlot * 4)                       // l, nb ping-pong
                  + buf(kAttnColRing * 3 * kAttnColSlot * 4)        // rowmax, alpha, rowsum
                  + buf(2 * 4)                                      // 1 / l, log l
                  + buf(2 * G * s.d * dtype_size(out))              // O stage, two items
                  + buf(2 * G * 4)                                  // LSE stage, two items
-                 + (p.pe_transpose ? buf(kAttnChunks * s.d * ei) : 0);  // natural Q/K rows
-  // PSUM: score banks, P^T ring (a bank per slot when fp32), pv ring (one bank),
+                 + (p.pe_transpose ? buf(kAttnTileK / kAttnChunkK * s.d * ei) : 0);  // natural Q/K rows
+  // PSUM: score slots (a bank per sub-tile), P^T slots (a step's chunks: a
+  // partial one transposes all of them on TensorE), the pv ring (one bank)
   // and a bank for the Q/K transposes where they run on TensorE.
   const int64_t bank = t.psum_bank_bytes;
-  const int64_t pt_bytes = kAttnPtRing * kAttnChunks * kAttnTileQ * dtype_size(p.pt_psum_dtype);
-  p.psum_banks = int(kAttnScoreBanks + ceil_div(pt_bytes, bank) + 1 + (p.pe_transpose ? 1 : 0));
+  const int64_t pt_slot = chunks * kAttnTileQ * dtype_size(p.pt_psum_dtype);
+  const int64_t fixed = kAttnScoreSlots * p.sub_tiles + 1 + (p.pe_transpose ? 1 : 0);
+  p.pt_psum_slots = fixed + ceil_div(2 * pt_slot, bank) <= t.psum_banks ? 2 : 1;
+  p.psum_banks = int(fixed + ceil_div(p.pt_psum_slots * pt_slot, bank));
   return p;
 }
 
@@ -209,16 +241,17 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   const float scale = opt.scale.value_or(float(1.0 / std::sqrt(double(sh.d))));
   const float kInf = std::numeric_limits<float>::infinity();
   const float kNbStart = std::numeric_limits<float>::max();  // nb before any key: finite (see top)
-  const int64_t G = p.tiles, group = sh.group(), off = sh.skv - sh.sq;
+  const int64_t G = p.tiles, group = sh.group(), off = sh.skv - sh.sq, BK = p.block_k;
+  const int64_t chunks = BK / kAttnChunkK;  // per block
   const int d = int(sh.d);
   const DType in = q.dtype, f32 = DType::kF32;
 
   auto qT = nc.sbuf(in, 128, {2, G, kAttnTileQ});                  // [D, item, tile, 128q] Q^T
-  auto kT = nc.sbuf(in, 128, {kAttnKvRing, kAttnTileK});           // [D, slot, 512k] K^T
-  auto vv = nc.sbuf(in, 128, {kAttnKvRing, kAttnChunks, sh.d});    // [128k, slot, chunk, D] V
-  auto pp = nc.sbuf(p.p_dtype, 128, {kAttnPRing, kAttnTileK});     // [128q, slot, 512k] P
-  auto pts = nc.sbuf(p.p_dtype, 128, {kAttnPtRing, kAttnChunks, kAttnTileQ});  // [128k, slot, chunk, 128q] P^T
-  auto sm = nc.sbuf(f32, 128, {kAttnMaskRing, kAttnTileK});        // [128q, slot, 512k] masked S
+  auto kT = nc.sbuf(in, 128, {kAttnKvRing, BK});                   // [D, slot, BK keys] K^T
+  auto vv = nc.sbuf(in, 128, {kAttnKvRing, chunks, sh.d});         // [128k, slot, chunk, D] V
+  auto pp = nc.sbuf(p.p_dtype, 128, {kAttnPRing, BK});             // [128q, slot, BK keys] P
+  auto pts = nc.sbuf(p.p_dtype, 128, {kAttnPtRing, chunks, kAttnTileQ});  // [128k, slot, chunk, 128q] P^T
+  auto sm = nc.sbuf(f32, 128, {kAttnMaskRing, BK});                // [128q, slot, BK keys] masked S
   auto acc = nc.sbuf(f32, 128, {G, sh.d});                         // [128q, tile, D] o
   auto st = nc.sbuf(f32, 128, {G, kAttnColSlot});                  // [128q, tile, (l, nb, nb, -)]
   auto cols = nc.sbuf(f32, 128, {kAttnColRing, 3 * kAttnColSlot}); // [128q, slot, (max, -, alpha, -, sum, -)]
@@ -226,32 +259,34 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   auto ost = nc.sbuf(o.dtype, 128, {2, G, sh.d});                  // [128q, item, tile, D] O
   auto lst = nc.sbuf(f32, 128, {2, G});                            // [128q, item, tile] LSE
   std::optional<decltype(nc.sbuf(in, 1, {1}))> nat;                // [128, chunk, D] rows to transpose
-  if (p.pe_transpose) nat.emplace(nc.sbuf(in, 128, {kAttnChunks, sh.d}));
-  auto sp = nc.psum(f32, 128, {kAttnScoreBanks, kAttnTileK});      // [128q, bank, 512k] S
-  auto ptp = nc.psum(p.pt_psum_dtype, 128, {kAttnPtRing, kAttnChunks, kAttnTileQ});  // P^T
-  auto pvp = nc.psum(f32, 128, {kAttnPtRing, sh.d});               // [128q, slot, D] pv
+  if (p.pe_transpose) nat.emplace(nc.sbuf(in, 128, {kAttnTileK / kAttnChunkK, sh.d}));
+  auto sp = nc.psum(f32, 128, {kAttnScoreSlots, BK});              // [128q, slot, BK keys] S, a bank per sub-tile
+  auto ptp = nc.psum(p.pt_psum_dtype, 128, {p.pt_psum_slots, chunks, kAttnTileQ});  // P^T
+  auto pvp = nc.psum(f32, 128, {kAttnPvRing, sh.d});               // [128q, slot, D] pv
   std::optional<decltype(nc.psum(f32, 1, {1}))> tp;                // [D, 512k] Q/K transposes
   if (p.pe_transpose) tp.emplace(nc.psum(f32, 128, {kAttnTileK}));
 
   // dst[D, n] = rows [r0, r0 + n) of the [S, D] matrix m, transposed.
   auto load_transposed = [&](const Tile& dst, const HbmTensor& m, int64_t r0, int64_t n) {
-    const HbmTensor rows = m.slice(0, r0, r0 + n);  // [n, D]
-    if (!p.pe_transpose) return nc.dma_transpose(dst, rows);
-    for (int64_t c0 = 0; c0 < n; c0 += kAttnChunkK) {
-      const int ck = int(std::min(kAttnChunkK, n - c0));
-      const Tile nrow = nat->partitions(0, ck).index(0, c0 / kAttnChunkK);  // [ck, D]
-      nc.dma(nrow, rows.slice(0, c0, c0 + ck));
-      nc.transpose(tp->partitions(0, d).slice(0, c0, c0 + ck), nrow);
+    if (!p.pe_transpose) return nc.dma_transpose(dst, m.slice(0, r0, r0 + n));
+    for (int64_t s0 = 0; s0 < n; s0 += kAttnTileK) {  // a PSUM bank of transposes at a time
+      const int64_t sn = std::min(kAttnTileK, n - s0);
+      for (int64_t c0 = 0; c0 < sn; c0 += kAttnChunkK) {
+        const int ck = int(std::min(kAttnChunkK, sn - c0));
+        const Tile nrow = nat->partitions(0, ck).index(0, c0 / kAttnChunkK);  // [ck, D]
+        nc.dma(nrow, m.slice(0, r0 + s0 + c0, r0 + s0 + c0 + ck));
+        nc.transpose(tp->partitions(0, d).slice(0, c0, c0 + ck), nrow);
+      }
+      nc.tensor_copy(dst.slice(0, s0, s0 + sn), tp->partitions(0, d).slice(0, 0, sn));
     }
-    nc.tensor_copy(dst, tp->partitions(0, d).slice(0, 0, n));
   };
 
   struct QTile {  // one Q tile of a work item
     int64_t h = 0, q0 = 0;
     int qt = 0;  // rows; 0: past the end of Q
   };
-  struct Step {  // one (Q tile, K sub-tile) pair
-    int64_t kb, g;
+  struct Step {  // keys [k0, k0 + kt) of block kb for Q tile g
+    int64_t kb, g, k0, kt;
     bool first, last, diag;  // g's first and last step; crossed by the causal diagonal
     int64_t nb_old = 0, nb_new = 0;  // the tile's nb columns this step reads and writes
   };
@@ -275,26 +310,38 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
                         q.index(0, item / qblocks / sh.hkv).index(0, x.h), x.q0, x.qt);
   };
 
-  // An item's steps, K sub-tile major so each sub-tile is loaded once.
+  // An item's steps, key block major so each block is loaded once. A tile's
+  // keys in a block end at the block's end, Skv, or (causal) past the last
+  // key its last row sees. Where the causal diagonal crosses them, the keys
+  // every row sees (whole chunks) make one unmasked step and the rest, under
+  // two chunks, a masked one: the mask copies and selects only those.
   auto steps_of = [&](const std::vector<QTile>& tl) {
     std::vector<Step> steps;
-    for (int64_t kb = 0; kb < p.k_tiles; ++kb) {
-      const int64_t k0 = kb * kAttnTileK, kend = std::min(k0 + kAttnTileK, sh.skv) - 1;
+    for (int64_t kb = 0; kb < p.k_blocks; ++kb) {
+      const int64_t k0 = kb * BK;
       const size_t before = steps.size();
       for (int64_t g = 0; g < G; ++g) {
         const QTile& x = tl[size_t(g)];
-        if (x.qt && (!opt.causal || k0 <= x.q0 + x.qt - 1 + off))  // some query sees key k0
-          steps.push_back({kb, g, false, false, opt.causal && kend > x.q0 + off});
+        const int64_t seen = opt.causal ? x.q0 + x.qt + off : sh.skv;  // keys [0, seen) are seen by some row
+        const int64_t kt = std::min({BK, sh.skv - k0, seen - k0});
+        if (!x.qt || kt <= 0) continue;
+        if (!opt.causal || k0 + kt - 1 <= x.q0 + off) {  // every row sees every key
+          steps.push_back({kb, g, k0, kt, false, false, false});
+          continue;
+        }
+        const int64_t all = std::clamp<int64_t>(x.q0 + off + 1 - k0, 0, kt) / kAttnChunkK * kAttnChunkK;
+        if (all > 0) steps.push_back({kb, g, k0, all, false, false, false});
+        steps.push_back({kb, g, k0 + all, kt - all, false, false, true});
       }
       if (steps.size() == before) break;  // visibility only shrinks with kb
     }
     return steps;
   };
-  // K^T [D, kt] and V [128k, chunk, D] of sub-tile kb of item `item` into ring slot `slot`.
+  // K^T [D, kt] and V [128k, chunk, D] of block kb of item `item` into ring slot `slot`.
   auto load_kv = [&](int64_t item, int64_t kb, int64_t slot) {
     const int64_t b = item / qblocks / sh.hkv, hkv = item / qblocks % sh.hkv;
     const HbmTensor kh = k.index(0, b).index(0, hkv), vh = v.index(0, b).index(0, hkv);  // [Skv, D]
-    const int64_t k0 = kb * kAttnTileK, kt = std::min(kAttnTileK, sh.skv - k0);
+    const int64_t k0 = kb * BK, kt = std::min(BK, sh.skv - k0);
     load_transposed(kT.partitions(0, d).index(0, slot).slice(0, 0, kt), kh, k0, kt);
     for (int64_t c0 = 0; c0 < kt; c0 += kAttnChunkK) {
       const int ck = int(std::min(kAttnChunkK, kt - c0));
@@ -305,8 +352,9 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
 
   std::vector<int> par(static_cast<size_t>(G));  // which nb column of a tile is current
   int64_t ord = 0;
-  int64_t kv_base = 0;  // K/V sub-tiles loaded before this item: the ring runs on across items
-  bool kv_prefetched = false;  // this item's first sub-tile was loaded by the previous item
+  int64_t kv_base = 0;  // K/V blocks loaded before this item: the ring runs on across items
+  bool kv_prefetched = false;  // this item's first block was loaded by the previous item
+  int64_t pt_dealt = 0, pt_vector = 0;  // P^T chunks so far, and those VectorE evacuated
   std::vector<Step> next_steps;
   for (int64_t item = nc.program_id(); item < p.items; item += nc.num_programs(), ++ord) {
     const int64_t b = item / qblocks / sh.hkv, hkv = item / qblocks % sh.hkv, qs = ord % 2;
@@ -322,7 +370,7 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
     for (auto it = steps.rbegin(); it != steps.rend(); ++it) it->last = !std::exchange(seen[size_t(it->g)], 1);
     const int64_t nkb = steps.empty() ? 0 : steps.back().kb + 1;
     auto kv_slot = [&](int64_t kb) { return (kv_base + kb) % kAttnKvRing; };
-    // Sub-tile kb + 1 while kb runs; at the last, the next item's first.
+    // Block kb + 1 while kb runs; at the last, the next item's first.
     auto prefetch_kv = [&](int64_t kb) {
       if (kb + 1 < nkb) load_kv(item, kb + 1, kv_slot(kb + 1));
       else if (!next_steps.empty()) load_kv(next, 0, kv_slot(kb + 1));
@@ -332,27 +380,33 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
 
     auto state = [&](int64_t g, int qt) { return st.partitions(0, qt).index(0, g); };  // [qt, (l, nb, nb)]
     auto col = [&](const Tile& t, int64_t i) { return t.slice(0, i, i + 1); };          // [qt, 1]
+    auto qt_of = [&](int64_t s) { return tl[size_t(steps[size_t(s)].g)].qt; };
+    auto kt_of = [&](int64_t s) { return steps[size_t(s)].kt; };
+    // P^T chunks the DMA queues transpose: the last ones of a step of whole chunks.
+    auto dma_chunks = [&](const Step& x) {
+      return x.kt % kAttnChunkK == 0 && x.kt / kAttnChunkK > p.dma_pt_chunks ? p.dma_pt_chunks : 0;
+    };
 
-    // Stage 0: S = Q^T' K^T, prefetching the next K/V sub-tile at a new one.
+    // Stage 0: S = Q^T' K^T a sub-tile at a time, prefetching the next K/V block at a new one.
     auto stage_qk = [&](int64_t s) {
       const Step& x = steps[size_t(s)];
-      const QTile& y = tl[size_t(x.g)];
-      const int64_t kt = std::min(kAttnTileK, sh.skv - x.kb * kAttnTileK);
       if (s == 0 || steps[size_t(s) - 1].kb != x.kb) prefetch_kv(x.kb);
-      nc.matmul(sp.partitions(0, y.qt).index(0, s % kAttnScoreBanks).slice(0, 0, kt),  // [qt, kt] f32
-                qT.partitions(0, d).index(0, qs).index(0, x.g).slice(0, 0, y.qt),
-                kT.partitions(0, d).index(0, kv_slot(x.kb)).slice(0, 0, kt), false);
+      const Tile S = sp.partitions(0, qt_of(s)).index(0, s % kAttnScoreSlots);  // [qt, BK] f32
+      const Tile kts = kT.partitions(0, d).index(0, kv_slot(x.kb)).slice(0, x.k0 - x.kb * BK, BK);
+      const Tile qts = qT.partitions(0, d).index(0, qs).index(0, x.g).slice(0, 0, qt_of(s));
+      for (int64_t k0 = 0; k0 < x.kt; k0 += kAttnTileK) {
+        const int64_t k1 = std::min(x.kt, k0 + kAttnTileK);
+        nc.matmul(S.slice(0, k0, k1), qts, kts.slice(0, k0, k1), false);
+      }
     };
     // The scores the softmax reads: S in PSUM, or its masked copy on the diagonal.
     auto scores = [&](int64_t s) {
-      const Step& x = steps[size_t(s)];
-      const int qt = tl[size_t(x.g)].qt;
-      const int64_t kt = std::min(kAttnTileK, sh.skv - x.kb * kAttnTileK);
-      return x.diag ? sm.partitions(0, qt).index(0, s % kAttnMaskRing).slice(0, 0, kt)
-                    : sp.partitions(0, qt).index(0, s % kAttnScoreBanks).slice(0, 0, kt);
+      const int qt = qt_of(s);
+      return steps[size_t(s)].diag ? sm.partitions(0, qt).index(0, s % kAttnMaskRing).slice(0, 0, kt_of(s))
+                                   : sp.partitions(0, qt).index(0, s % kAttnScoreSlots).slice(0, 0, kt_of(s));
     };
     auto cols_of = [&](int64_t s) {  // [qt, 3 x kAttnColSlot]: rowmax, alpha, rowsum at 0, 16, 32
-      return cols.partitions(0, tl[size_t(steps[size_t(s)].g)].qt).index(0, s % kAttnColRing);
+      return cols.partitions(0, qt_of(s)).index(0, s % kAttnColRing);
     };
     enum : int64_t { kRowmax = 0, kAlpha = kAttnColSlot, kRowsum = 2 * kAttnColSlot };
     // Stage 1: the mask on the diagonal, rowmax.
@@ -361,81 +415,81 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
       const QTile& y = tl[size_t(x.g)];
       const Tile src = scores(s);
       if (x.diag) {  // key k0 + j is visible to row q0 + p iff (q0 + off - k0) + p - j >= 0
-        nc.tensor_copy(src, sp.partitions(0, y.qt).index(0, s % kAttnScoreBanks).slice(0, 0, src.shape(0)),
+        nc.tensor_copy(src, sp.partitions(0, y.qt).index(0, s % kAttnScoreSlots).slice(0, 0, x.kt),
                        Engine::kScalar);
-        nc.affine_select(src, src, Affine{int32_t(y.q0 + off - x.kb * kAttnTileK), 1, {-1}},
+        nc.affine_select(src, src, Affine{int32_t(y.q0 + off - x.k0), 1, {-1}},
                          AluOp::kIsGe, -kInf);
       }
       nc.tensor_reduce(col(cols_of(s), kRowmax), AluOp::kMax, src);
     };
-    // Stage 2: nb_new = min(-scale rowmax, nb), the running max as the exps' bias.
-    auto stage_nb = [&](int64_t s) {
+    // Stage 2: nb_new = min(-scale rowmax, nb), the running max as the exps'
+    // bias; alpha = exp(nb_new - nb) and P = exp(scale S + nb_new) with its
+    // row sum; the DMA queues start on their P^T chunks, three iterations
+    // ahead of the PV that reads them (a DMA's ~1.3 us trigger latency).
+    auto stage_exp = [&](int64_t s) {
       Step& x = steps[size_t(s)];
-      const Tile stg = state(x.g, tl[size_t(x.g)].qt);
+      const QTile& y = tl[size_t(x.g)];
+      const Tile stg = state(x.g, y.qt), c = cols_of(s), src = scores(s);
       x.nb_old = 1 + par[size_t(x.g)];
       x.nb_new = 2 - par[size_t(x.g)];
       par[size_t(x.g)] ^= 1;
-      nc.tensor_scalar(col(stg, x.nb_new), col(cols_of(s), kRowmax), AluOp::kMultiply, -scale, AluOp::kMin,
-                       x.first ? Scalar(kNbStart) : Scalar(col(stg, x.nb_old)), false, false,
-                       Engine::kGpSimd);
-    };
-    // Stage 3: alpha = exp(nb_new - nb) and P = exp(scale S + nb_new) with its row sum.
-    auto stage_exp = [&](int64_t s) {
-      const Step& x = steps[size_t(s)];
-      const QTile& y = tl[size_t(x.g)];
-      const Tile stg = state(x.g, y.qt), c = cols_of(s), src = scores(s);
       const Tile nb = col(stg, x.nb_old), nb_new = col(stg, x.nb_new);
+      nc.tensor_scalar(nb_new, col(c, kRowmax), AluOp::kMultiply, -scale, AluOp::kMin,
+                       x.first ? Scalar(kNbStart) : Scalar(nb), false, false, Engine::kGpSimd);
       if (!x.first) nc.activation(col(c, kAlpha), ActFunc::kExp, nb, {.scale = -1.0f, .bias = nb_new});
-      nc.activation(pp.partitions(0, y.qt).index(0, s % kAttnPRing).slice(0, 0, src.shape(0)),
-                    ActFunc::kExp, src,
+      const Tile P = pp.partitions(0, y.qt).index(0, s % kAttnPRing);  // [qt, BK]
+      nc.activation(P.slice(0, 0, x.kt), ActFunc::kExp, src,
                     {.scale = scale, .bias = nb_new, .accum = x.first ? col(stg, 0) : col(c, kRowsum)});
+      if (const int64_t nd = dma_chunks(x)) {  // [qt, nd x 128k] -> [128k, nd x qt]
+        const int64_t c0 = x.kt / kAttnChunkK - nd;
+        nc.dma_transpose(pts.index(0, s % kAttnPtRing).slice(0, c0, c0 + nd).slice(1, 0, y.qt),
+                         P.slice(0, c0 * kAttnChunkK, x.kt).reshape({nd, kAttnChunkK}));
+      }
     };
-    // Stage 4: l = l alpha + rowsum; P^T per 128-key chunk into PSUM.
+    // Stage 3: l = l alpha + rowsum; P^T per 128-key chunk into PSUM (those the DMA does not).
     auto stage_transpose = [&](int64_t s) {
       const Step& x = steps[size_t(s)];
-      const QTile& y = tl[size_t(x.g)];
-      const int64_t kt = std::min(kAttnTileK, sh.skv - x.kb * kAttnTileK);
+      const int qt = qt_of(s);
       if (!x.first) {
-        const Tile l = col(state(x.g, y.qt), 0), c = cols_of(s);
+        const Tile l = col(state(x.g, qt), 0), c = cols_of(s);
         nc.tensor_scalar(l, l, AluOp::kMultiply, col(c, kAlpha), AluOp::kAdd, col(c, kRowsum), false, false,
                          Engine::kGpSimd);
       }
-      const Tile P = pp.partitions(0, y.qt).index(0, s % kAttnPRing);  // [qt, 512k]
-      const Tile ptq = ptp.index(0, s % kAttnPtRing);                  // [128k, chunk, 128q]
-      for (int64_t c0 = 0; c0 < kt; c0 += kAttnChunkK) {
-        const int ck = int(std::min(kAttnChunkK, kt - c0));
-        nc.transpose(ptq.partitions(0, ck).index(0, c0 / kAttnChunkK).slice(0, 0, y.qt),
-                     P.slice(0, c0, c0 + ck));
+      const Tile P = pp.partitions(0, qt).index(0, s % kAttnPRing);  // [qt, BK]
+      const Tile ptq = ptp.index(0, s % p.pt_psum_slots);             // [128k, chunk, 128q]
+      for (int64_t c0 = 0; c0 < x.kt - dma_chunks(x) * kAttnChunkK; c0 += kAttnChunkK) {
+        const int ck = int(std::min(kAttnChunkK, x.kt - c0));
+        nc.transpose(ptq.partitions(0, ck).index(0, c0 / kAttnChunkK).slice(0, 0, qt), P.slice(0, c0, c0 + ck));
       }
     };
-    // Stage 5: P^T from PSUM to SBUF, the first 1 or 2 chunks on VectorE, the rest on ScalarE.
+    // Stage 4: P^T from PSUM to SBUF, VectorE's share of the chunks first, the rest on ScalarE.
     auto stage_evacuate = [&](int64_t s) {
-      const Step& x = steps[size_t(s)];
-      const int qt = tl[size_t(x.g)].qt;
-      const int64_t kt = std::min(kAttnTileK, sh.skv - x.kb * kAttnTileK);
-      const int64_t full = kt / kAttnChunkK, rem = kt % kAttnChunkK;
-      const Tile ptq = ptp.index(0, s % kAttnPtRing), pt = pts.index(0, s % kAttnPtRing);
+      const int qt = qt_of(s);
+      const int64_t kt = kt_of(s) - dma_chunks(steps[size_t(s)]) * kAttnChunkK;  // keys in PSUM
+      const int64_t full = kt / kAttnChunkK, rem = kt % kAttnChunkK, n = full + (rem > 0);
+      const Tile ptq = ptp.index(0, s % p.pt_psum_slots), pt = pts.index(0, s % kAttnPtRing);
+      const int64_t nv = (pt_dealt + n) * kAttnPtVectorShareNum / kAttnPtVectorShareDen - pt_vector;
+      pt_dealt += n;
+      pt_vector += nv;
       auto copy = [&](int64_t c0, int64_t c1, Engine e) {  // full chunks [c0, c1)
         if (c0 < c1) nc.tensor_copy(pt.slice(0, c0, c1).slice(1, 0, qt), ptq.slice(0, c0, c1).slice(1, 0, qt), e);
       };
-      const int64_t share = kAttnPtVectorChunksPer2Steps * (s + 1) / 2 - kAttnPtVectorChunksPer2Steps * s / 2;
-      const int64_t nv = std::min(full, share);
-      copy(0, nv, Engine::kVector);
-      copy(nv, full, Engine::kScalar);
+      copy(0, std::min(full, nv), Engine::kVector);
+      copy(std::min(full, nv), full, Engine::kScalar);
       if (rem)
         nc.tensor_copy(pt.partitions(0, int(rem)).index(0, full).slice(0, 0, qt),
                        ptq.partitions(0, int(rem)).index(0, full).slice(0, 0, qt),
-                       full < share ? Engine::kVector : Engine::kScalar);
+                       nv > full ? Engine::kVector : Engine::kScalar);
     };
-    // Stage 6: pv = sum over chunks of P^T' V, accumulated in PSUM; o *= alpha.
+    // Stage 5: pv = sum over chunks of P^T' V, accumulated in PSUM; o *= alpha.
     auto stage_pv = [&](int64_t s) {
       const Step& x = steps[size_t(s)];
-      const int qt = tl[size_t(x.g)].qt;
-      const int64_t kt = std::min(kAttnTileK, sh.skv - x.kb * kAttnTileK);
-      const Tile pt = pts.index(0, s % kAttnPtRing), vs = vv.index(0, kv_slot(x.kb));
-      for (int64_t c0 = 0; c0 < kt; c0 += kAttnChunkK) {
-        const int ck = int(std::min(kAttnChunkK, kt - c0));
-        nc.matmul(pvp.partitions(0, qt).index(0, s % kAttnPtRing),  // [qt, D] f32
+      const int qt = qt_of(s);
+      const Tile pt = pts.index(0, s % kAttnPtRing);
+      const Tile vs = vv.index(0, kv_slot(x.kb)).slice(0, (x.k0 - x.kb * BK) / kAttnChunkK, chunks);
+      for (int64_t c0 = 0; c0 < x.kt; c0 += kAttnChunkK) {
+        const int ck = int(std::min(kAttnChunkK, x.kt - c0));
+        nc.matmul(pvp.partitions(0, qt).index(0, s % kAttnPvRing),  // [qt, D] f32
                   pt.partitions(0, ck).index(0, c0 / kAttnChunkK).slice(0, 0, qt),
                   vs.partitions(0, ck).index(0, c0 / kAttnChunkK), c0 > 0);
       }
@@ -464,11 +518,11 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
         if (opt.lse) nc.affine_select(lse, lse, sees, AluOp::kIsGe, -kInf);
       }
     };
-    // Stage 7: o += pv (o = pv at the tile's first step); finalize after its last.
+    // Stage 6: o += pv (o = pv at the tile's first step); finalize after its last.
     auto stage_update = [&](int64_t s) {
       const Step& x = steps[size_t(s)];
-      const int qt = tl[size_t(x.g)].qt;
-      const Tile ot = acc.partitions(0, qt).index(0, x.g), pv = pvp.partitions(0, qt).index(0, s % kAttnPtRing);
+      const int qt = qt_of(s);
+      const Tile ot = acc.partitions(0, qt).index(0, x.g), pv = pvp.partitions(0, qt).index(0, s % kAttnPvRing);
       if (x.first) nc.tensor_copy(ot, pv);
       else nc.tensor_tensor(ot, ot, pv, AluOp::kAdd);
       if (x.last) finalize(x);
@@ -480,12 +534,11 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
     const int64_t n = int64_t(steps.size());
     for (int64_t i = 0; i < n + kAttnStages - 1; ++i) {
       auto at = [&](int64_t k) { return i - k >= 0 && i - k < n; };
-      if (at(7)) stage_update(i - 7);
-      if (at(6)) stage_pv(i - 6);
-      if (at(5)) stage_evacuate(i - 5);
-      if (at(4)) stage_transpose(i - 4);
-      if (at(3)) stage_exp(i - 3);
-      if (at(2)) stage_nb(i - 2);
+      if (at(6)) stage_update(i - 6);
+      if (at(5)) stage_pv(i - 5);
+      if (at(4)) stage_evacuate(i - 4);
+      if (at(3)) stage_transpose(i - 3);
+      if (at(2)) stage_exp(i - 2);
       if (at(1)) stage_max(i - 1);
       if (at(0)) stage_qk(i);
     }

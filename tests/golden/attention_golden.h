@@ -11,13 +11,15 @@
 //           relative 2u on the result; bf16 inputs round P to bf16 for the PV
 //           matmul only (u_p = 2^-8; the row sum uses the fp32 values, so for
 //           fp32 inputs u_p = 0);
-//   alpha = exp(round(nb_new - nb_old)) per sub-tile after the first: the
+//   alpha = exp(round(nb_new - nb_old)) per step after the first: the
 //           argument's rounding matters only while |nb_new - nb_old| < 104
 //           (beyond, exp underflows and the rescaled terms are < e^-100 of the
 //           row's largest), so each alpha is within 104u + 2u (+ slack: 110u);
-//   o     = o alpha + pv, pv a PSUM sum of at most kappa = min(Skv, 512)
-//           products: at most N1 = kappa + 1 + 2 n_t roundings on any term's
-//           path (n_t = ceil(Skv / 512) sub-tiles);
+//   o     = o alpha + pv, pv a PSUM sum of at most kappa = min(Skv, block_k)
+//           products (block_k: the keys of a step, 512 or 1024, the kernel's
+//           plan): at most N1 = kappa + 1 + 2 n_t roundings on any term's
+//           path, n_t = ceil(Skv / block_k) steps (+1 causal: the block the
+//           diagonal crosses is split in two);
 //   l     = l alpha + rowsum, rowsum the exp's fused fp32 sum: relative error
 //           gamma_N2, N2 = kappa + 2 n_t (positive terms);
 //   O     = o * round(1 / l) (two roundings), then rounded to the output dtype.
@@ -60,6 +62,9 @@ struct AttentionProblem {
   bool causal = false;
   float scale = 1.0f;
   DType in = DType::kF32, out = DType::kF32;  // Q/K/V dtype, O dtype
+  // Keys per kernel step (AttentionPlan::block_k); 0 bounds any plan: the
+  // widest step's kappa with the narrowest step's count.
+  int64_t block_k = 0;
 };
 
 struct AttentionGolden {
@@ -77,7 +82,10 @@ inline AttentionGolden attention(const AttentionProblem& pr, const float* q, con
   const double inf = std::numeric_limits<double>::infinity();
   const double flush = std::ldexp(1.0, -126);
   auto gamma = [&](int64_t n) { return double(n) * u / (1.0 - double(n) * u); };
-  const int64_t n_t = (pr.skv + 511) / 512, kappa = std::min<int64_t>(pr.skv, 512);
+  constexpr int64_t kNarrowest = 512, kWidest = 1024;  // kernels/attention.h's step widths
+  const int64_t narrow = pr.block_k ? pr.block_k : kNarrowest, wide = pr.block_k ? pr.block_k : kWidest;
+  const int64_t n_t = (pr.skv + narrow - 1) / narrow + (pr.causal ? 1 : 0);
+  const int64_t kappa = std::min(pr.skv, wide);
   const double g_d = gamma(pr.d), g_n1 = gamma(kappa + 1 + 2 * n_t), g_n2 = gamma(kappa + 2 * n_t);
   const double scale = pr.scale;
   const int64_t off = pr.skv - pr.sq;
