@@ -1,6 +1,6 @@
 // The ncore binary: run kernels on .npy files, cross-check every path against
 // the float64 golden, print device program listings, benchmark.
-//   ncore                    the default work: GEMM on cpu and trn2, cross-checked
+//   ncore                    the default work: every kernel on cpu and trn2, cross-checked
 //   ncore run|check|asm|bench <kernel> ...
 // Exit codes: 0 ok, 1 a result outside its error bound, 2 bad input.
 #include <cstdio>
@@ -10,12 +10,20 @@
 
 namespace ncore::cli {
 
-// GEMM with tails in every dim and K spanning two K blocks, f32 and bf16, on
-// the SIMD CPU reference and on the trn2 device path (interpreter).
+// Every kernel, f32 and bf16, on the SIMD CPU reference and on the trn2
+// device path (interpreter), each against its float64 golden: GEMM with
+// tails in every dim and K spanning two K blocks; causal GQA attention with
+// Sq != Skv (bottom-right mask), D = 96 and a partial Q tile; norms with
+// a partial row tile and D over several bn_stats chunks and a tail.
 int default_work() {
+  const std::vector<std::string> paths = {"cpu", "trn2"};
   int rc = kExitOk;
-  for (DType dt : {DType::kF32, DType::kBF16})
-    rc = std::max(rc, check_gemm(300, 700, 1100, dt, {"cpu", "trn2"}, 1));
+  for (DType dt : {DType::kF32, DType::kBF16}) {
+    rc = std::max(rc, check_gemm(300, 700, 1100, dt, paths, 1));
+    rc = std::max(rc, check_attention(1, 4, 2, 300, 700, 96, true, dt, paths, 1));
+    rc = std::max(rc, check_norm(NormKind::kLayer, 300, 1000, dt, kNormDefaultEps, paths, 1));
+    rc = std::max(rc, check_norm(NormKind::kRms, 300, 1000, dt, kNormDefaultEps, paths, 1));
+  }
   return rc;
 }
 

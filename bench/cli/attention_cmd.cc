@@ -158,6 +158,12 @@ std::array<int64_t, 4> as_bhsd(const npy::Array& a, const char* name) {
 
 }  // namespace
 
+int check_attention(int64_t b, int64_t hq, int64_t hkv, int64_t sq, int64_t skv, int64_t d,
+                    bool causal, DType dtype, const std::vector<std::string>& paths, uint64_t seed) {
+  AttnShape s{b, hq, hkv, sq, skv, d, causal, std::nullopt, dtype == DType::kBF16 ? "bf16" : "f32"};
+  return check_attention(s, paths, seed);
+}
+
 void register_attention(const Commands& cmds, int& exit_code) {
   // ---- run ----
   struct RunArgs {

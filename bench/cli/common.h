@@ -15,6 +15,7 @@
 
 #include <ncore/host.h>
 #include <ncore/isa/numerics.h>
+#include <ncore/kernels/norm_plan.h>
 
 namespace ncore::cli {
 
@@ -97,6 +98,12 @@ void register_calibrate(CLI::App& app, int& exit_code);
 // Random GEMM on every path in `paths` ("cpu", device targets) vs the golden.
 int check_gemm(int64_t m, int64_t n, int64_t k, DType dtype, const std::vector<std::string>& paths,
                uint64_t seed, bool a_transposed = false);
+// Random attention (Q [B, Hq, Sq, D], K/V [B, Hkv, Skv, D]) on every path vs the golden.
+int check_attention(int64_t b, int64_t hq, int64_t hkv, int64_t sq, int64_t skv, int64_t d,
+                    bool causal, DType dtype, const std::vector<std::string>& paths, uint64_t seed);
+// Random layernorm / rmsnorm of X [rows, D] on every path vs the golden.
+int check_norm(NormKind kind, int64_t rows, int64_t d, DType dt, float eps,
+               const std::vector<std::string>& paths, uint64_t seed);
 int default_work();  // `ncore` with no subcommand
 
 }  // namespace ncore::cli

@@ -126,34 +126,6 @@ void add_eps(CLI::App* app, float& eps) {
       ->check(finite_non_negative);
 }
 
-int check_norm(NormKind kind, int64_t rows, int64_t d, DType dt, float eps,
-               const std::vector<std::string>& paths, uint64_t seed) {
-  const NormProblem p = random_problem(kind, rows, d, dt, eps, seed);
-  const golden::MatF x = as_matrix(p.x, dt, rows, d);
-  const std::vector<float> g = decode_all(p.gamma, dt), b = decode_all(p.beta, dt);
-  const golden::NormShape shape = bound_shape(p, paths);
-  const golden::NormGolden want = kind == NormKind::kLayer
-                                      ? golden::layernorm(x, g, b, eps, dt, shape)
-                                      : golden::rmsnorm(x, g, eps, dt, shape);
-  std::printf("%s [%ld, %ld] %s eps %g vs float64 golden (bound derived in tests/golden/norm_golden.h)\n",
-              p.name(), long(rows), long(d), std::string(dtype_name(dt)).c_str(), double(eps));
-  std::printf("  %-6s %12s %16s %10s\n", "path", "max|err|", "worst err/bound", "ms");
-  bool ok = true;
-  for (const std::string& path : paths) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const std::vector<uint8_t> y = run_norm(path, p);
-    const double ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    const golden::MatF got = as_matrix(y, dt, rows, d);
-    const double err = (got.cast<double>() - want.y).cwiseAbs().maxCoeff();
-    const double ratio = golden::norm_worst_ratio(got, want.y, want.bound);
-    ok &= ratio <= 1.0;
-    std::printf("  %-6s %12.3e %16.4f %10.1f %s\n", path.c_str(), err, ratio, ms,
-                ratio <= 1.0 ? "ok" : "OUTSIDE BOUND");
-  }
-  std::printf("%s\n", ok ? "PASS" : "FAIL");
-  return ok ? kExitOk : kExitCheckFailed;
-}
 
 // The .npy inputs of `run`, checked with messages that name the operand.
 NormProblem read_problem(NormKind kind, const std::string& xf, const std::string& gf,
@@ -317,6 +289,35 @@ void register_one(const Commands& cmds, int& exit_code, NormKind kind) {
 }
 
 }  // namespace
+
+int check_norm(NormKind kind, int64_t rows, int64_t d, DType dt, float eps,
+               const std::vector<std::string>& paths, uint64_t seed) {
+  const NormProblem p = random_problem(kind, rows, d, dt, eps, seed);
+  const golden::MatF x = as_matrix(p.x, dt, rows, d);
+  const std::vector<float> g = decode_all(p.gamma, dt), b = decode_all(p.beta, dt);
+  const golden::NormShape shape = bound_shape(p, paths);
+  const golden::NormGolden want = kind == NormKind::kLayer
+                                      ? golden::layernorm(x, g, b, eps, dt, shape)
+                                      : golden::rmsnorm(x, g, eps, dt, shape);
+  std::printf("%s [%ld, %ld] %s eps %g vs float64 golden (bound derived in tests/golden/norm_golden.h)\n",
+              p.name(), long(rows), long(d), std::string(dtype_name(dt)).c_str(), double(eps));
+  std::printf("  %-6s %12s %16s %10s\n", "path", "max|err|", "worst err/bound", "ms");
+  bool ok = true;
+  for (const std::string& path : paths) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::vector<uint8_t> y = run_norm(path, p);
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const golden::MatF got = as_matrix(y, dt, rows, d);
+    const double err = (got.cast<double>() - want.y).cwiseAbs().maxCoeff();
+    const double ratio = golden::norm_worst_ratio(got, want.y, want.bound);
+    ok &= ratio <= 1.0;
+    std::printf("  %-6s %12.3e %16.4f %10.1f %s\n", path.c_str(), err, ratio, ms,
+                ratio <= 1.0 ? "ok" : "OUTSIDE BOUND");
+  }
+  std::printf("%s\n", ok ? "PASS" : "FAIL");
+  return ok ? kExitOk : kExitCheckFailed;
+}
 
 void register_norms(const Commands& cmds, int& exit_code) {
   register_one(cmds, exit_code, NormKind::kLayer);

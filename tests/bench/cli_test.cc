@@ -10,6 +10,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <string>
+#include <vector>
 
 #include <golden.h>
 
@@ -150,6 +152,30 @@ TEST_F(CliTest, BadInputExitsTwoWithAMessageAndNoOutput) {
   // Unknown subcommands and kernels are bad input too.
   EXPECT_EQ(ncore_cli("frobnicate").rc, 2);
   EXPECT_EQ(ncore_cli("run conv2d").rc, 2);
+}
+
+// `ncore` alone (the README's main job): every kernel family, f32 and bf16,
+// on cpu and trn2, each checked against its golden.
+TEST_F(CliTest, DefaultWorkChecksEveryKernelOnBothPaths) {
+  const Result r = ncore_cli("");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  // One header line per (kernel, dtype): "<kernel> <shape> <dtype>...".
+  std::vector<std::string> lines;
+  for (size_t b = 0, e; b < r.out.size(); b = e + 1) {
+    e = r.out.find('\n', b);
+    if (e == std::string::npos) e = r.out.size();
+    lines.push_back(r.out.substr(b, e - b));
+  }
+  for (const char* kernel : {"gemm ", "attention ", "layernorm ", "rmsnorm "})
+    for (const char* dtype : {" f32", " bf16"}) {
+      int n = 0;
+      for (const std::string& l : lines) n += l.rfind(kernel, 0) == 0 && l.find(dtype) != std::string::npos;
+      EXPECT_EQ(n, 1) << kernel << dtype << "\n" << r.out;
+    }
+  size_t passes = 0;
+  for (size_t at = r.out.find("PASS"); at != std::string::npos; at = r.out.find("PASS", at + 1)) ++passes;
+  EXPECT_EQ(passes, 8u) << r.out;
+  EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
 }
 
 TEST_F(CliTest, CheckAsmAndBenchJson) {
