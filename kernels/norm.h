@@ -23,7 +23,9 @@
 // shared out between engines that compute the same roundings (ScalarE
 // activations for the tensor_scalar, GpSimd for tensor_tensor), in shares
 // that even out the engines' published cycle costs (balance_engines). The
-// results are the same bits whichever engine computes a column.
+// results are the same bits whichever engine computes a column. On
+// NeuronCore-v3 VectorE's columns keep their fp32 intermediate in PSUM
+// (norm_psum_path): a tensor_tensor with one input in PSUM costs N, not 2N.
 //
 // Plans (plan_norm): a row tile is *resident* when all of D fits SBUF (on the
 // device: twice at least): X is read once, and three buffers let tile k+2
@@ -136,16 +138,35 @@ inline int64_t split_cols(int64_t n, double share) {
   return n - c < kSplitMin ? n : c;
 }
 
-// dst = a op b over a row piece [P, n]: the last `share` of the columns on
-// GpSimd, the rest on VectorE (the same fp32 ALU, the same bits).
-template <NeuronCore Nc>
-void tensor_tensor_split(Nc& nc, const Tile& dst, const Tile& a, const Tile& b, AluOp op,
-                         double share) {
-  const int64_t n = dst.free_size(), v = n - split_cols(n, share);
-  if (v > 0) nc.tensor_tensor(dst.slice(0, 0, v), a.slice(0, 0, v), b.slice(0, 0, v), op);
-  if (v < n)
-    nc.tensor_tensor(dst.slice(0, v, n), a.slice(0, v, n), b.slice(0, v, n), op, Engine::kGpSimd);
+// A row piece's columns [0, n) by the engine of their tensor_tensor: the last
+// `gpsimd_share` on GpSimd (the same fp32 ALU, the same bits) first, as
+// f(c0, len, true), so that GpSimd, the slowest, starts soonest; then
+// VectorE's, in pieces of at most `psum_cols` when they pass through PSUM.
+template <class F>
+void tensor_tensor_cols(int64_t n, double gpsimd_share, int64_t psum_cols, F&& f) {
+  const int64_t v = n - split_cols(n, gpsimd_share);
+  if (v < n) f(v, n - v, true);
+  if (v > 0) for_pieces(0, v, psum_cols > 0 ? psum_cols : v, [&](int64_t c0, int64_t len) { f(c0, len, false); });
 }
+
+// NeuronCore-v3 device plans (psum_cols > 0): [P, kNormPsumSlots, psum_cols]
+// f32 in PSUM for VectorE's intermediates, handed out in turn so that ScalarE
+// fills one slot while VectorE reads the other.
+template <NeuronCore Nc>
+class PsumSlots {
+ public:
+  PsumSlots(Nc& nc, const NormPlan& p) {
+    if (p.psum_cols > 0) buf_.emplace(nc.psum(DType::kF32, p.rows, {kNormPsumSlots, p.psum_cols}));
+  }
+  bool on() const { return buf_.has_value(); }
+  Tile next(int n, int64_t len) {  // [n, len] f32
+    return buf_->partitions(0, n).index(0, int64_t(next_++ % kNormPsumSlots)).slice(0, 0, len);
+  }
+
+ private:
+  std::optional<typename Nc::BufferT> buf_;
+  size_t next_ = 0;
+};
 
 }  // namespace norm_detail
 
@@ -180,6 +201,7 @@ void layernorm(Nc& nc, const HbmTensor& y, const HbmTensor& x, const HbmTensor& 
     mv.push_back(nc.sbuf(DType::kF32, P, {2}));                               // [P, (mean, var)]
     neg_mean.push_back(nc.sbuf(DType::kF32, P, {1}));                         // [P, 1]
   }
+  PsumSlots<Nc> z_psum(nc, p);  // VectorE's columns of (x - mean) * rstd (* gamma)
 
   nc.memset(eps_col, eps);
   // Resident gamma / beta load after the first X block, which the first
@@ -233,23 +255,30 @@ void layernorm(Nc& nc, const HbmTensor& y, const HbmTensor& x, const HbmTensor& 
       nc.dma(g, c.gamma.broadcast(0, n).slice(1, b0, b0 + len));
       nc.dma(b, c.beta.broadcast(0, n).slice(1, b0, b0 + len));
     }
-    for_pieces(0, len, p.op_chunk, [&](int64_t c0, int64_t cl) {
-      const Tile wi = w.slice(0, c0, c0 + cl), oi = out.slice(0, c0, c0 + cl);
-      const Tile xi = xt.slice(0, c0, c0 + cl);
-      // (x - mean) * rstd: the first columns as two ScalarE activations,
-      // fl(fl(x * 1) + -mean) = fl(x - mean) and fl(fl(d * rstd) + -0) =
-      // fl(d * rstd), the rest as the VectorE tensor_scalar: the same bits.
-      const int64_t cs = split_cols(cl, p.scalar_share);
+    // (x - mean) * rstd into fp32 dst: the first columns as two ScalarE
+    // activations, fl(fl(x * 1) + -mean) = fl(x - mean) and fl(fl(d * rstd) +
+    // -0) = fl(d * rstd), the rest as the VectorE tensor_scalar: the same bits.
+    auto step = [&](const Tile& dst, const Tile& src) {
+      const int64_t cl = dst.free_size(), cs = split_cols(cl, p.scalar_share);
       if (cs > 0) {
-        const Tile ws = wi.slice(0, 0, cs);
-        nc.activation(ws, ActFunc::kCopy, xi.slice(0, 0, cs), {.bias = neg_mean[ss].partitions(0, n)});
-        nc.activation(ws, ActFunc::kCopy, ws, {.scale = rs, .bias = -0.0f});
+        const Tile ds = dst.slice(0, 0, cs);
+        nc.activation(ds, ActFunc::kCopy, src.slice(0, 0, cs), {.bias = neg_mean[ss].partitions(0, n)});
+        nc.activation(ds, ActFunc::kCopy, ds, {.scale = rs, .bias = -0.0f});
       }
       if (cs < cl)
-        nc.tensor_scalar(wi.slice(0, cs, cl), xi.slice(0, cs, cl), AluOp::kSubtract, mean,
+        nc.tensor_scalar(dst.slice(0, cs, cl), src.slice(0, cs, cl), AluOp::kSubtract, mean,
                          AluOp::kMultiply, rs);
-      tensor_tensor_split(nc, wi, wi, g.slice(0, c0, c0 + cl), AluOp::kMultiply, p.gpsimd_share);
-      tensor_tensor_split(nc, oi, wi, b.slice(0, c0, c0 + cl), AluOp::kAdd, p.gpsimd_share);
+    };
+    for_pieces(0, len, p.op_chunk, [&](int64_t c0, int64_t cl) {
+      tensor_tensor_cols(cl, p.gpsimd_share, p.psum_cols, [&](int64_t a, int64_t m, bool gpsimd) {
+        auto cols = [&](const Tile& tile) { return tile.slice(0, c0 + a, c0 + a + m); };
+        // VectorE's intermediate in a PSUM slot (norm_psum_path), else in SBUF.
+        const Tile z = gpsimd || !z_psum.on() ? cols(w) : z_psum.next(n, m);
+        const Engine e = gpsimd ? Engine::kGpSimd : Engine::kVector;
+        step(z, cols(xt));
+        nc.tensor_tensor(z, z, cols(g), AluOp::kMultiply, e);
+        nc.tensor_tensor(cols(out), z, cols(b), AluOp::kAdd, e);
+      });
     });
     nc.dma(y_rows(rt).slice(1, b0, b0 + len), out);
   };
@@ -333,6 +362,7 @@ void rmsnorm(Nc& nc, const HbmTensor& y, const HbmTensor& x, const HbmTensor& ga
     partial.emplace_back();
     if (p.pieces > 1) partial.back().emplace(nc.sbuf(DType::kF32, P, {p.pieces}));
   }
+  PsumSlots<Nc> z_psum(nc, p);  // VectorE's columns of x * rstd
 
   nc.memset(eps_col, eps);
   bool params_loaded = !p.params_resident;
@@ -382,17 +412,24 @@ void rmsnorm(Nc& nc, const HbmTensor& y, const HbmTensor& x, const HbmTensor& ga
     const size_t ps = p.params_resident ? 0 : slot % size_t(pbufs);
     const Tile g = g_buf[ps].partitions(0, n).slice(0, pb, pb + len);
     if (!p.params_resident) nc.dma(g, c.gamma.broadcast(0, n).slice(1, b0, b0 + len));
-    for_pieces(0, len, p.op_chunk, [&](int64_t c0, int64_t cl) {
-      const Tile wi = w.slice(0, c0, c0 + cl), xi = xt.slice(0, c0, c0 + cl);
-      // x * rstd: the first columns on ScalarE, fl(fl(x * rstd) + -0), the
-      // rest as a VectorE tensor_scalar, fl(x * rstd): the same bits.
-      const int64_t cs = split_cols(cl, p.scalar_share);
+    // x * rstd into fp32 dst: the first columns on ScalarE, fl(fl(x * rstd) +
+    // -0), the rest as a VectorE tensor_scalar, fl(x * rstd): the same bits.
+    auto step = [&](const Tile& dst, const Tile& src) {
+      const int64_t cl = dst.free_size(), cs = split_cols(cl, p.scalar_share);
       if (cs > 0)
-        nc.activation(wi.slice(0, 0, cs), ActFunc::kCopy, xi.slice(0, 0, cs),
+        nc.activation(dst.slice(0, 0, cs), ActFunc::kCopy, src.slice(0, 0, cs),
                       {.scale = rs, .bias = -0.0f});
-      if (cs < cl) nc.tensor_scalar(wi.slice(0, cs, cl), xi.slice(0, cs, cl), AluOp::kMultiply, rs);
-      tensor_tensor_split(nc, out.slice(0, c0, c0 + cl), wi, g.slice(0, c0, c0 + cl),
-                          AluOp::kMultiply, p.gpsimd_share);
+      if (cs < cl) nc.tensor_scalar(dst.slice(0, cs, cl), src.slice(0, cs, cl), AluOp::kMultiply, rs);
+    };
+    for_pieces(0, len, p.op_chunk, [&](int64_t c0, int64_t cl) {
+      tensor_tensor_cols(cl, p.gpsimd_share, p.psum_cols, [&](int64_t a, int64_t m, bool gpsimd) {
+        auto cols = [&](const Tile& tile) { return tile.slice(0, c0 + a, c0 + a + m); };
+        // VectorE's intermediate in a PSUM slot (norm_psum_path), else in SBUF.
+        const Tile z = gpsimd || !z_psum.on() ? cols(w) : z_psum.next(n, m);
+        step(z, cols(xt));
+        nc.tensor_tensor(cols(out), z, cols(g), AluOp::kMultiply,
+                         gpsimd ? Engine::kGpSimd : Engine::kVector);
+      });
     });
     nc.dma(y_rows(rt).slice(1, b0, b0 + len), out);
   };

@@ -26,6 +26,10 @@ inline constexpr int64_t kHostTileBytes = 512 * 1024;
 // stores while k computes.
 inline constexpr int kNormDeviceBufs = 4;
 
+// PSUM slots of the NeuronCore-v3 plans' VectorE columns (NormPlan::psum_cols):
+// ScalarE writes one slot's (x - mean) * rstd while VectorE finishes the other.
+inline constexpr int kNormPsumSlots = 2;
+
 // Arch guide: a Vector / Scalar instruction that depends on the one before it
 // on its engine pays a static overhead of ~100 cycles (facts §3).
 inline constexpr double kStaticOverheadCycles = 100.0;
@@ -52,6 +56,7 @@ struct NormPlan {
   int64_t pieces = 0;            // accumulator pieces per row (rmsnorm)
   double scalar_share = 0;       // of the per-row step's columns, on ScalarE
   double gpsimd_share = 0;       // of the gamma / beta tensor_tensor columns, on GpSimd
+  int64_t psum_cols = 0;         // > 0: VectorE's columns pass through PSUM, this many per slot
   int64_t sbuf_bytes = 0;        // per partition, every buffer rounded to Allocator::kAlign
 };
 
@@ -100,6 +105,14 @@ inline int64_t sbuf_bytes(NormKind kind, const NormDtypes& dt, int64_t d, const 
 
 }  // namespace norm_detail
 
+// NeuronCore-v3 device plans keep VectorE's fp32 intermediate in PSUM: a
+// tensor_tensor with one input in PSUM costs N instead of 2N (facts §3), and
+// fp32 in PSUM is the same bits as fp32 in SBUF. Not on NeuronCore-v2, where
+// VectorE and ScalarE cannot share PSUM (facts §2), nor on the host.
+inline bool norm_psum_path(const Target& t, NormPlace place) {
+  return place == NormPlace::kDevice && t.nc_version >= 3;
+}
+
 struct NormShares {
   double scalar = 0;  // of the per-row step's columns, on ScalarE
   double gpsimd = 0;  // of the gamma / beta tensor_tensor columns, on GpSimd
@@ -113,10 +126,12 @@ struct NormShares {
 //   layernorm  fixed: VectorE bn_stats + bn_aggr, ScalarE rsqrt and -mean;
 //              (x - mean) * rstd: VectorE tensor_scalar (N) or two ScalarE
 //              activations (2N; the same two roundings, see layernorm());
-//              * gamma, + beta: 4N on VectorE or GpSimd.
+//              * gamma, + beta: 4N on GpSimd, on VectorE 4N from SBUF or 2N
+//              with the intermediate in PSUM (norm_psum_path).
 //   rmsnorm    fixed: ScalarE square with accumulator (N + MIN_II) and rsqrt;
 //              x * rstd: ScalarE activation or VectorE tensor_scalar (N, the
-//              same rounding); * gamma: 2N on VectorE or GpSimd.
+//              same rounding); * gamma: 2N on GpSimd, on VectorE 2N from SBUF
+//              or N from PSUM.
 // The shares minimise the slowest engine's time: a bisection on that time,
 // where ScalarE and GpSimd take all they can of their movable work and
 // VectorE must fit the rest. NeuronCore-v2 serialises VectorE and GpSimd on
@@ -124,7 +139,7 @@ struct NormShares {
 inline NormShares balance_engines(const Target& t, NormKind kind, int64_t d) {
   const double n = double(d), ov = kStaticOverheadCycles, ii = t.min_ii_cycles;
   const double fv = t.vector_ghz, fs = t.scalar_ghz, fg = t.nc_version >= 3 ? t.gpsimd_ghz : 0.0;
-  double v0, s0, step_s, step_v, tt;
+  double v0, s0, step_s, step_v, tt;  // tt: GpSimd's cycles for all the tensor_tensor columns
   if (kind == NormKind::kLayer) {
     const double chunks = double(norm_detail::ceil_div(d, t.bn_stats_fmax));
     v0 = n + 13.0 * 6.0 * chunks / 3.0 + 3 * ov;
@@ -139,13 +154,14 @@ inline NormShares balance_engines(const Target& t, NormKind kind, int64_t d) {
     step_v = n + ov;
     tt = 2 * n;
   }
+  const double tt_v = norm_psum_path(t, NormPlace::kDevice) ? tt / 2 : tt;  // VectorE's
   auto shares_within = [&](double ns, NormShares& sh) {  // can every engine finish in ns?
     sh.scalar = std::clamp((ns * fs - s0) / step_s, 0.0, 1.0);
     sh.gpsimd = std::clamp(ns * fg / tt, 0.0, 1.0);
     return s0 + sh.scalar * step_s <= ns * fs &&
-           v0 + (1 - sh.scalar) * step_v + (1 - sh.gpsimd) * tt <= ns * fv;
+           v0 + (1 - sh.scalar) * step_v + (1 - sh.gpsimd) * tt_v <= ns * fv;
   };
-  double lo = 0, hi = (v0 + s0 + step_s + step_v + tt) / std::min(fv, fs);
+  double lo = 0, hi = (v0 + s0 + step_s + step_v + tt_v) / std::min(fv, fs);
   NormShares sh;
   for (int it = 0; it < 64; ++it) {
     const double mid = (lo + hi) / 2;
@@ -170,6 +186,9 @@ inline NormPlan plan_norm(const Target& t, NormKind kind, int64_t rows_total, in
   // step has read it, not only once the store has.
   const bool needs_work = kind == NormKind::kRms || dt.x != DType::kF32;
   base.op_chunk = t.engine_sbuf_fmax;
+  if (norm_psum_path(t, place))
+    base.psum_cols = std::min<int64_t>(t.engine_psum_fmax,
+                                       t.psum_partition_bytes() / int64_t(sizeof(float)) / kNormPsumSlots);
   base.bn_chunks = kind == NormKind::kLayer ? ceil_div(d, chunk) : 0;
   const int64_t max_rows = std::min<int64_t>(t.partitions, std::max<int64_t>(rows_total, 1));
   auto make = [&](bool resident, int bufs, int64_t block, bool params_resident, bool work) {
