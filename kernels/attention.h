@@ -16,8 +16,9 @@
 //   P[128q, kt]    = exp(scale S - scale m_new), rowsum fused in the exp
 //   alpha          = exp(scale m - scale m_new)
 //   P^T[128k, 128q] per 128-key chunk: TensorE transposes into PSUM, copied to
-//                  SBUF; on trn2 a full step's last chunks by a DMA transpose
-//                  SBUF -> SBUF instead (the DMA queues have the time)
+//                  SBUF; on trn2 half a full step's chunks by a DMA transpose
+//                  SBUF -> SBUF instead (the DMA queues have the time), two
+//                  steps' in one instruction where the rings allow
 //   pv[128q, D]    = sum over chunks matmul(stationary P^T, moving V[128k, D])
 //   o = o alpha + pv,  l = l alpha + rowsum                                 fp32 in SBUF
 // and at the end of a Q tile O = o * (1 / l), LSE = scale m + log l. P is bf16
@@ -45,9 +46,10 @@
 // Schedule: a work item is one (batch, kv head, block of Q rows): all the
 // group's query heads over several Q tiles, so each K/V block load serves
 // every Q tile of the item. Items are dealt round-robin to the SPMD program
-// instances. Within an item the steps run as a seven-stage software pipeline
-// (kAttnStages in attention_plan.h); K/V blocks are prefetched one ahead and the next item's
-// Q^T one item ahead.
+// instances. A program's items' steps run as one eight-stage software
+// pipeline (kAttnStages in attention_plan.h) that does not drain between
+// items; K/V blocks are prefetched one ahead and the next item's Q^T one
+// item ahead.
 #pragma once
 
 #include <algorithm>
@@ -83,8 +85,8 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   auto pp = nc.sbuf(p.p_dtype, 128, {kAttnPRing, BK});             // [128q, slot, BK keys] P
   auto pts = nc.sbuf(p.p_dtype, 128, {kAttnPtRing, chunks, kAttnTileQ});  // [128k, slot, chunk, 128q] P^T
   auto sm = nc.sbuf(f32, 128, {kAttnMaskRing, BK});                // [128q, slot, BK keys] masked S
-  auto acc = nc.sbuf(f32, 128, {G, sh.d});                         // [128q, tile, D] o
-  auto st = nc.sbuf(f32, 128, {G, kAttnColSlot});                  // [128q, tile, (l, nb, nb, -)]
+  auto acc = nc.sbuf(f32, 128, {2, G, sh.d});                      // [128q, item, tile, D] o
+  auto st = nc.sbuf(f32, 128, {2, G, kAttnColSlot});               // [128q, item, tile, (l, nb, nb, -)]
   auto cols = nc.sbuf(f32, 128, {kAttnColRing, 3 * kAttnColSlot}); // [128q, slot, (max, -, alpha, -, sum, -)]
   auto fin = nc.sbuf(f32, 128, {2});                               // [128q, (1 / l, log l)]
   auto ost = nc.sbuf(o.dtype, 128, {2, G, sh.d});                  // [128q, item, tile, D] O
@@ -116,9 +118,12 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
     int64_t h = 0, q0 = 0;
     int qt = 0;  // rows; 0: past the end of Q
   };
-  struct Step {  // keys [k0, k0 + kt) of block kb for Q tile g
-    int64_t kb, g, k0, kt;
-    bool first, last, diag;  // g's first and last step; crossed by the causal diagonal
+  struct Step {  // keys [k0, k0 + kt) of block kb for Q tile g of item it
+    int64_t kb = 0, g = 0, k0 = 0, kt = 0;
+    bool first = false, last = false, diag = false;  // g's first and last step; crossed by the causal diagonal
+    int64_t it = 0;
+    bool work = false;        // false: an empty schedule entry
+    bool block_start = false;  // the item's first step of block kb
     int64_t nb_old = 0, nb_new = 0;  // the tile's nb columns this step reads and writes
   };
   const int64_t qblocks = (p.q_tiles + p.q_tiles_per_item - 1) / p.q_tiles_per_item;
@@ -181,217 +186,293 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
     }
   };
 
-  std::vector<int> par(static_cast<size_t>(G));  // which nb column of a tile is current
-  int64_t ord = 0;
-  int64_t kv_base = 0;  // K/V blocks loaded before this item: the ring runs on across items
-  bool kv_prefetched = false;  // this item's first block was loaded by the previous item
+  // The schedule: every item of this program, its steps key block major, in
+  // one stream, so the pipeline runs on across items instead of draining at
+  // each. The per-item buffers (Q^T, o, the tile state, the output stage)
+  // have two slots, taken by the items in turn.
+  struct Item {
+    int64_t item, b, hkv, qs;      // qs: the item's slot in the two-slot buffers
+    std::vector<QTile> tl;
+    std::vector<char> seen;        // tiles with a step
+    int64_t kv_base = 0, nkb = 0;  // its block 0's place in the K/V ring; its blocks
+    bool kv_prefetched = false;    // block 0 loaded by the item before
+  };
+  std::vector<Item> items;
+  std::vector<Step> sched;
+  std::vector<int64_t> last_of;  // each item's last schedule entry
+  for (int64_t item = nc.program_id(), kv_base = 0; item < p.items; item += nc.num_programs()) {
+    const int64_t it = int64_t(items.size());
+    Item w{item, item / qblocks / sh.hkv, item / qblocks % sh.hkv, it % 2, q_tiles_of(item), {}, kv_base};
+    std::vector<Step> steps = steps_of(w.tl);
+    w.seen.assign(size_t(G), 0);
+    for (Step& s : steps) s.first = !std::exchange(w.seen[size_t(s.g)], 1);
+    std::vector<char> later(static_cast<size_t>(G));
+    for (auto s = steps.rbegin(); s != steps.rend(); ++s) s->last = !std::exchange(later[size_t(s->g)], 1);
+    w.nkb = steps.empty() ? 0 : steps.back().kb + 1;
+    w.kv_prefetched = it > 0 && items.back().nkb > 0 && w.nkb > 0;
+    kv_base += w.nkb;
+    // This item's slots were the item before the last's: that item's last
+    // step must reach stage 7 (finalize) no later than this item's first
+    // reaches stage 2 (the first state write), so a short item's successor
+    // waits behind empty entries.
+    if (it >= 2)
+      while (int64_t(sched.size()) < last_of[size_t(it - 2)] + kAttnStages - 3) sched.push_back({.it = it});
+    if (steps.empty()) sched.push_back({.it = it});  // an entry to issue its output at
+    for (size_t i = 0; i < steps.size(); ++i) {
+      steps[i].it = it;
+      steps[i].work = true;
+      steps[i].block_start = i == 0 || steps[i - 1].kb != steps[i].kb;
+      sched.push_back(steps[i]);
+    }
+    last_of.push_back(int64_t(sched.size()) - 1);
+    items.push_back(std::move(w));
+  }
+
+  std::vector<int> par(static_cast<size_t>(2 * G));  // which nb column of a tile (by slot) is current
   int64_t pt_dealt = 0, pt_vector = 0;  // P^T chunks so far, and those VectorE evacuated
-  std::vector<Step> next_steps;
-  for (int64_t item = nc.program_id(); item < p.items; item += nc.num_programs(), ++ord) {
-    const int64_t b = item / qblocks / sh.hkv, hkv = item / qblocks % sh.hkv, qs = ord % 2;
-    const int64_t next = item + nc.num_programs();
-    const std::vector<QTile> tl = q_tiles_of(item);
-    std::vector<Step> steps = ord == 0 ? steps_of(tl) : std::move(next_steps);
-    next_steps = next < p.items ? steps_of(q_tiles_of(next)) : std::vector<Step>{};
-    if (ord == 0) load_q(item, qs);
-    if (next < p.items) load_q(next, 1 - qs);
-    std::vector<char> seen(static_cast<size_t>(G));
-    for (Step& s : steps) s.first = !std::exchange(seen[size_t(s.g)], 1);
-    seen.assign(size_t(G), 0);
-    for (auto it = steps.rbegin(); it != steps.rend(); ++it) it->last = !std::exchange(seen[size_t(it->g)], 1);
-    const int64_t nkb = steps.empty() ? 0 : steps.back().kb + 1;
-    auto kv_slot = [&](int64_t kb) { return (kv_base + kb) % kAttnKvRing; };
-    // Block kb + 1 while kb runs; at the last, the next item's first.
-    auto prefetch_kv = [&](int64_t kb) {
-      if (kb + 1 < nkb) load_kv(item, kb + 1, kv_slot(kb + 1));
-      else if (!next_steps.empty()) load_kv(next, 0, kv_slot(kb + 1));
+  auto item_of = [&](int64_t s) -> const Item& { return items[size_t(sched[size_t(s)].it)]; };
+  auto kv_slot = [&](const Item& w, int64_t kb) { return (w.kv_base + kb) % kAttnKvRing; };
+  // Block kb + 1 while kb runs; at the last, the next item's first.
+  auto prefetch_kv = [&](int64_t it, int64_t kb) {
+    const Item& w = items[size_t(it)];
+    if (kb + 1 < w.nkb) load_kv(w.item, kb + 1, kv_slot(w, kb + 1));
+    else if (size_t(it + 1) < items.size() && items[size_t(it + 1)].kv_prefetched)
+      load_kv(items[size_t(it + 1)].item, 0, kv_slot(w, kb + 1));
+  };
+  auto state = [&](const Item& w, int64_t g, int qt) {  // [qt, (l, nb, nb)]
+    return st.partitions(0, qt).index(0, w.qs).index(0, g);
+  };
+  auto o_acc = [&](const Item& w, int64_t g, int qt) {  // [qt, D]
+    return acc.partitions(0, qt).index(0, w.qs).index(0, g);
+  };
+  auto col = [&](const Tile& t, int64_t i) { return t.slice(0, i, i + 1); };  // [qt, 1]
+  auto qt_of = [&](int64_t s) { return item_of(s).tl[size_t(sched[size_t(s)].g)].qt; };
+  auto kt_of = [&](int64_t s) { return sched[size_t(s)].kt; };
+  // P^T chunks [c0, c1) of step s that the DMA queues transpose, in a step
+  // of whole chunks: the last ones, or where steps 2j and 2j + 1 are both
+  // full blocks of full Q tiles, the last of 2j and the first of 2j + 1, one
+  // contiguous run of the P and P^T rings (even sizes) that one DMA moves:
+  // a DMA transpose pays its per-row overhead once for both.
+  struct DmaPt {
+    int64_t c0 = 0, c1 = 0;
+    bool paired = false;
+  };
+  auto dma_pt = [&](int64_t s) -> DmaPt {
+    auto eligible = [&](int64_t e) {
+      const Step& x = sched[size_t(e)];
+      return x.work && x.kt % kAttnChunkK == 0 && x.kt / kAttnChunkK > p.dma_pt_chunks;
     };
-    if (nkb > 0 && !kv_prefetched) load_kv(item, 0, kv_slot(0));
-    kv_prefetched = nkb > 0 && !next_steps.empty();
+    auto whole = [&](int64_t e) { return eligible(e) && kt_of(e) == BK && qt_of(e) == kAttnTileQ; };
+    const int64_t nd = p.dma_pt_chunks, c = kt_of(s) / kAttnChunkK, partner = s ^ 1;
+    if (!nd || !eligible(s)) return {};
+    const bool paired = partner < int64_t(sched.size()) && whole(s) && whole(partner);
+    return paired && s % 2 ? DmaPt{0, nd, true} : DmaPt{c - nd, c, paired};
+  };
 
-    auto state = [&](int64_t g, int qt) { return st.partitions(0, qt).index(0, g); };  // [qt, (l, nb, nb)]
-    auto col = [&](const Tile& t, int64_t i) { return t.slice(0, i, i + 1); };          // [qt, 1]
-    auto qt_of = [&](int64_t s) { return tl[size_t(steps[size_t(s)].g)].qt; };
-    auto kt_of = [&](int64_t s) { return steps[size_t(s)].kt; };
-    // P^T chunks the DMA queues transpose: the last ones of a step of whole chunks.
-    auto dma_chunks = [&](const Step& x) {
-      return x.kt % kAttnChunkK == 0 && x.kt / kAttnChunkK > p.dma_pt_chunks ? p.dma_pt_chunks : 0;
-    };
-
-    // Stage 0: S = Q^T' K^T a sub-tile at a time, prefetching the next K/V block at a new one.
-    auto stage_qk = [&](int64_t s) {
-      const Step& x = steps[size_t(s)];
-      if (s == 0 || steps[size_t(s) - 1].kb != x.kb) prefetch_kv(x.kb);
-      const Tile S = sp.partitions(0, qt_of(s)).index(0, s % kAttnScoreSlots);  // [qt, BK] f32
-      const Tile kts = kT.partitions(0, d).index(0, kv_slot(x.kb)).slice(0, x.k0 - x.kb * BK, BK);
-      const Tile qts = qT.partitions(0, d).index(0, qs).index(0, x.g).slice(0, 0, qt_of(s));
-      for (int64_t k0 = 0; k0 < x.kt; k0 += kAttnTileK) {
-        const int64_t k1 = std::min(x.kt, k0 + kAttnTileK);
-        nc.matmul(S.slice(0, k0, k1), qts, kts.slice(0, k0, k1), false);
-      }
-    };
-    // The scores the softmax reads: S in PSUM, or its masked copy on the diagonal.
-    auto scores = [&](int64_t s) {
-      const int qt = qt_of(s);
-      return steps[size_t(s)].diag ? sm.partitions(0, qt).index(0, s % kAttnMaskRing).slice(0, 0, kt_of(s))
-                                   : sp.partitions(0, qt).index(0, s % kAttnScoreSlots).slice(0, 0, kt_of(s));
-    };
-    auto cols_of = [&](int64_t s) {  // [qt, 3 x kAttnColSlot]: rowmax, alpha, rowsum at 0, 16, 32
-      return cols.partitions(0, qt_of(s)).index(0, s % kAttnColRing);
-    };
-    enum : int64_t { kRowmax = 0, kAlpha = kAttnColSlot, kRowsum = 2 * kAttnColSlot };
-    // Stage 1: the mask on the diagonal, rowmax.
-    auto stage_max = [&](int64_t s) {
-      const Step& x = steps[size_t(s)];
-      const QTile& y = tl[size_t(x.g)];
-      const Tile src = scores(s);
-      if (x.diag) {  // key k0 + j is visible to row q0 + p iff (q0 + off - k0) + p - j >= 0
-        nc.tensor_copy(src, sp.partitions(0, y.qt).index(0, s % kAttnScoreSlots).slice(0, 0, x.kt),
-                       Engine::kScalar);
-        nc.affine_select(src, src, Affine{int32_t(y.q0 + off - x.k0), 1, {-1}},
-                         AluOp::kIsGe, -kInf);
-      }
-      nc.tensor_reduce(col(cols_of(s), kRowmax), AluOp::kMax, src);
-    };
-    // Stage 2: nb_new = min(-scale rowmax, nb), the running max as the exps'
-    // bias; alpha = exp(nb_new - nb) and P = exp(scale S + nb_new) with its
-    // row sum; the DMA queues start on their P^T chunks, three iterations
-    // ahead of the PV that reads them (a DMA's ~1.3 us trigger latency).
-    auto stage_exp = [&](int64_t s) {
-      Step& x = steps[size_t(s)];
-      const QTile& y = tl[size_t(x.g)];
-      const Tile stg = state(x.g, y.qt), c = cols_of(s), src = scores(s);
-      x.nb_old = 1 + par[size_t(x.g)];
-      x.nb_new = 2 - par[size_t(x.g)];
-      par[size_t(x.g)] ^= 1;
-      const Tile nb = col(stg, x.nb_old), nb_new = col(stg, x.nb_new);
-      nc.tensor_scalar(nb_new, col(c, kRowmax), AluOp::kMultiply, -scale, AluOp::kMin,
-                       x.first ? Scalar(kNbStart) : Scalar(nb), false, false, Engine::kGpSimd);
-      if (!x.first) nc.activation(col(c, kAlpha), ActFunc::kExp, nb, {.scale = -1.0f, .bias = nb_new});
-      const Tile P = pp.partitions(0, y.qt).index(0, s % kAttnPRing);  // [qt, BK]
-      nc.activation(P.slice(0, 0, x.kt), ActFunc::kExp, src,
-                    {.scale = scale, .bias = nb_new, .accum = x.first ? col(stg, 0) : col(c, kRowsum)});
-      if (const int64_t nd = dma_chunks(x)) {  // [qt, nd x 128k] -> [128k, nd x qt]
-        const int64_t c0 = x.kt / kAttnChunkK - nd;
-        nc.dma_transpose(pts.index(0, s % kAttnPtRing).slice(0, c0, c0 + nd).slice(1, 0, y.qt),
-                         P.slice(0, c0 * kAttnChunkK, x.kt).reshape({nd, kAttnChunkK}));
-      }
-    };
-    // Stage 3: l = l alpha + rowsum; P^T per 128-key chunk into PSUM (those the DMA does not).
-    auto stage_transpose = [&](int64_t s) {
-      const Step& x = steps[size_t(s)];
-      const int qt = qt_of(s);
-      if (!x.first) {
-        const Tile l = col(state(x.g, qt), 0), c = cols_of(s);
-        nc.tensor_scalar(l, l, AluOp::kMultiply, col(c, kAlpha), AluOp::kAdd, col(c, kRowsum), false, false,
-                         Engine::kGpSimd);
-      }
-      const Tile P = pp.partitions(0, qt).index(0, s % kAttnPRing);  // [qt, BK]
-      const Tile ptq = ptp.index(0, s % p.pt_psum_slots);             // [128k, chunk, 128q]
-      for (int64_t c0 = 0; c0 < x.kt - dma_chunks(x) * kAttnChunkK; c0 += kAttnChunkK) {
-        const int ck = int(std::min(kAttnChunkK, x.kt - c0));
-        nc.transpose(ptq.partitions(0, ck).index(0, c0 / kAttnChunkK).slice(0, 0, qt), P.slice(0, c0, c0 + ck));
-      }
-    };
-    // Stage 4: P^T from PSUM to SBUF, VectorE's share of the chunks first, the rest on ScalarE.
-    auto stage_evacuate = [&](int64_t s) {
-      const int qt = qt_of(s);
-      const int64_t kt = kt_of(s) - dma_chunks(steps[size_t(s)]) * kAttnChunkK;  // keys in PSUM
-      const int64_t full = kt / kAttnChunkK, rem = kt % kAttnChunkK, n = full + (rem > 0);
-      const Tile ptq = ptp.index(0, s % p.pt_psum_slots), pt = pts.index(0, s % kAttnPtRing);
-      const int64_t nv = (pt_dealt + n) * kAttnPtVectorShareNum / kAttnPtVectorShareDen - pt_vector;
-      pt_dealt += n;
-      pt_vector += nv;
-      auto copy = [&](int64_t c0, int64_t c1, Engine e) {  // full chunks [c0, c1)
-        if (c0 < c1) nc.tensor_copy(pt.slice(0, c0, c1).slice(1, 0, qt), ptq.slice(0, c0, c1).slice(1, 0, qt), e);
-      };
-      copy(0, std::min(full, nv), Engine::kVector);
-      copy(std::min(full, nv), full, Engine::kScalar);
-      if (rem)
-        nc.tensor_copy(pt.partitions(0, int(rem)).index(0, full).slice(0, 0, qt),
-                       ptq.partitions(0, int(rem)).index(0, full).slice(0, 0, qt),
-                       nv > full ? Engine::kVector : Engine::kScalar);
-    };
-    // Stage 5: pv = sum over chunks of P^T' V, accumulated in PSUM; o *= alpha.
-    auto stage_pv = [&](int64_t s) {
-      const Step& x = steps[size_t(s)];
-      const int qt = qt_of(s);
-      const Tile pt = pts.index(0, s % kAttnPtRing);
-      const Tile vs = vv.index(0, kv_slot(x.kb)).slice(0, (x.k0 - x.kb * BK) / kAttnChunkK, chunks);
-      for (int64_t c0 = 0; c0 < x.kt; c0 += kAttnChunkK) {
-        const int ck = int(std::min(kAttnChunkK, x.kt - c0));
-        nc.matmul(pvp.partitions(0, qt).index(0, s % kAttnPvRing),  // [qt, D] f32
-                  pt.partitions(0, ck).index(0, c0 / kAttnChunkK).slice(0, 0, qt),
-                  vs.partitions(0, ck).index(0, c0 / kAttnChunkK), c0 > 0);
-      }
-      if (!x.first) {
-        const Tile ot = acc.partitions(0, qt).index(0, x.g);
-        nc.tensor_scalar(ot, ot, AluOp::kMultiply, col(cols_of(s), kAlpha), AluOp::kBypass, 0.0f, false,
-                         false, Engine::kGpSimd);
-      }
-    };
-    // O = o / l and LSE = log l - nb of Q tile g into the output stage.
-    auto finalize = [&](const Step& x) {
-      const QTile& y = tl[size_t(x.g)];
-      const Tile stg = state(x.g, y.qt), l = col(stg, 0), nb = col(stg, x.nb_new);
-      const Tile rl = fin.partitions(0, y.qt).slice(0, 0, 1), logl = fin.partitions(0, y.qt).slice(0, 1, 2);
-      const Tile out = ost.partitions(0, y.qt).index(0, qs).index(0, x.g);         // [qt, D]
-      const Tile lse = lst.partitions(0, y.qt).index(0, qs).slice(0, x.g, x.g + 1);  // [qt, 1]
-      nc.activation(rl, ActFunc::kReciprocal, l);
-      nc.tensor_scalar(out, acc.partitions(0, y.qt).index(0, x.g), AluOp::kMultiply, rl);
-      if (opt.lse) {
-        nc.activation(logl, ActFunc::kLog, l);
-        nc.tensor_scalar(lse, logl, AluOp::kSubtract, nb);
-      }
-      if (opt.causal && y.q0 + off < 0) {  // rows q0 + p + off < 0 see no key: 0 and -inf
-        const Affine sees{int32_t(y.q0 + off), 1, {0}};
-        nc.affine_select(out, out, sees, AluOp::kIsGe, 0.0f);
-        if (opt.lse) nc.affine_select(lse, lse, sees, AluOp::kIsGe, -kInf);
-      }
-    };
-    // Stage 6: o += pv (o = pv at the tile's first step); finalize after its last.
-    auto stage_update = [&](int64_t s) {
-      const Step& x = steps[size_t(s)];
-      const int qt = qt_of(s);
-      const Tile ot = acc.partitions(0, qt).index(0, x.g), pv = pvp.partitions(0, qt).index(0, s % kAttnPvRing);
-      if (x.first) nc.tensor_copy(ot, pv);
-      else nc.tensor_tensor(ot, ot, pv, AluOp::kAdd);
-      if (x.last) finalize(x);
-    };
-
-    // Iteration i issues stage k of step i - k, later stages first: within an
-    // iteration a stage then reads what an earlier step's stage wrote before
-    // a later step's overwrites it (the nb ping-pong of a one-tile item).
-    const int64_t n = int64_t(steps.size());
-    for (int64_t i = 0; i < n + kAttnStages - 1; ++i) {
-      auto at = [&](int64_t k) { return i - k >= 0 && i - k < n; };
-      if (at(6)) stage_update(i - 6);
-      if (at(5)) stage_pv(i - 5);
-      if (at(4)) stage_evacuate(i - 4);
-      if (at(3)) stage_transpose(i - 3);
-      if (at(2)) stage_exp(i - 2);
-      if (at(1)) stage_max(i - 1);
-      if (at(0)) stage_qk(i);
+  // Stage 0: S = Q^T' K^T a sub-tile at a time, prefetching the next K/V block at a new one.
+  auto stage_qk = [&](int64_t s) {
+    const Step& x = sched[size_t(s)];
+    const Item& w = item_of(s);
+    if (x.block_start) prefetch_kv(x.it, x.kb);
+    const Tile S = sp.partitions(0, qt_of(s)).index(0, s % kAttnScoreSlots);  // [qt, BK] f32
+    const Tile kts = kT.partitions(0, d).index(0, kv_slot(w, x.kb)).slice(0, x.k0 - x.kb * BK, BK);
+    const Tile qts = qT.partitions(0, d).index(0, w.qs).index(0, x.g).slice(0, 0, qt_of(s));
+    for (int64_t k0 = 0; k0 < x.kt; k0 += kAttnTileK) {
+      const int64_t k1 = std::min(x.kt, k0 + kAttnTileK);
+      nc.matmul(S.slice(0, k0, k1), qts, kts.slice(0, k0, k1), false);
     }
-
-    // Out: Q tiles no key reaches are 0 / -inf; then one DMA per Q tile for the group's heads.
+  };
+  // The scores the softmax reads: S in PSUM, or its masked copy on the diagonal.
+  auto scores = [&](int64_t s) {
+    const int qt = qt_of(s);
+    return sched[size_t(s)].diag ? sm.partitions(0, qt).index(0, s % kAttnMaskRing).slice(0, 0, kt_of(s))
+                                 : sp.partitions(0, qt).index(0, s % kAttnScoreSlots).slice(0, 0, kt_of(s));
+  };
+  auto cols_of = [&](int64_t s) {  // [qt, 3 x kAttnColSlot]: rowmax, alpha, rowsum at 0, 16, 32
+    return cols.partitions(0, qt_of(s)).index(0, s % kAttnColRing);
+  };
+  enum : int64_t { kRowmax = 0, kAlpha = kAttnColSlot, kRowsum = 2 * kAttnColSlot };
+  // Stage 1: the mask on the diagonal, rowmax.
+  auto stage_max = [&](int64_t s) {
+    const Step& x = sched[size_t(s)];
+    const QTile& y = item_of(s).tl[size_t(x.g)];
+    const Tile src = scores(s);
+    if (x.diag) {  // key k0 + j is visible to row q0 + p iff (q0 + off - k0) + p - j >= 0
+      nc.tensor_copy(src, sp.partitions(0, y.qt).index(0, s % kAttnScoreSlots).slice(0, 0, x.kt),
+                     Engine::kScalar);
+      nc.affine_select(src, src, Affine{int32_t(y.q0 + off - x.k0), 1, {-1}},
+                       AluOp::kIsGe, -kInf);
+    }
+    nc.tensor_reduce(col(cols_of(s), kRowmax), AluOp::kMax, src);
+  };
+  // Stage 2: nb_new = min(-scale rowmax, nb), the running max as the exps'
+  // bias; alpha = exp(nb_new - nb) and P = exp(scale S + nb_new) with its
+  // row sum; the DMA queues start on their P^T chunks (a pair's at its
+  // second step), at least three iterations ahead of the PV that reads them
+  // (a DMA's ~1.3 us trigger latency).
+  auto stage_exp = [&](int64_t s) {
+    Step& x = sched[size_t(s)];
+    const Item& w = item_of(s);
+    const QTile& y = w.tl[size_t(x.g)];
+    const Tile stg = state(w, x.g, y.qt), c = cols_of(s), src = scores(s);
+    int& pr = par[size_t(w.qs * G + x.g)];
+    x.nb_old = 1 + pr;
+    x.nb_new = 2 - pr;
+    pr ^= 1;
+    const Tile nb = col(stg, x.nb_old), nb_new = col(stg, x.nb_new);
+    nc.tensor_scalar(nb_new, col(c, kRowmax), AluOp::kMultiply, -scale, AluOp::kMin,
+                     x.first ? Scalar(kNbStart) : Scalar(nb), false, false, Engine::kGpSimd);
+    if (!x.first) nc.activation(col(c, kAlpha), ActFunc::kExp, nb, {.scale = -1.0f, .bias = nb_new});
+    const Tile P = pp.partitions(0, y.qt).index(0, s % kAttnPRing);  // [qt, BK]
+    nc.activation(P.slice(0, 0, x.kt), ActFunc::kExp, src,
+                  {.scale = scale, .bias = nb_new, .accum = x.first ? col(stg, 0) : col(c, kRowsum)});
+    const DmaPt dm = dma_pt(s);
+    if (dm.paired && s % 2) {  // [128q, 2 nd x 128k] -> [128k, 2 nd x 128q] across the slots of s - 1, s
+      const int64_t nd = p.dma_pt_chunks, c0 = (s - 1) % kAttnPtRing * chunks + chunks - nd;
+      const int64_t k0 = (s - 1) % kAttnPRing * BK + BK - nd * kAttnChunkK;
+      nc.dma_transpose(pts.reshape({kAttnPtRing * chunks, kAttnTileQ}).slice(0, c0, c0 + 2 * nd),
+                       pp.reshape({kAttnPRing * BK}).slice(0, k0, k0 + 2 * nd * kAttnChunkK)
+                           .reshape({2 * nd, kAttnChunkK}));
+    } else if (dm.c1 > dm.c0 && !dm.paired) {  // [qt, nd x 128k] -> [128k, nd x qt]
+      nc.dma_transpose(pts.index(0, s % kAttnPtRing).slice(0, dm.c0, dm.c1).slice(1, 0, y.qt),
+                       P.slice(0, dm.c0 * kAttnChunkK, dm.c1 * kAttnChunkK).reshape({dm.c1 - dm.c0, kAttnChunkK}));
+    }
+  };
+  // Stage 3: l = l alpha + rowsum; P^T per 128-key chunk into PSUM (those the DMA does not).
+  auto stage_transpose = [&](int64_t s) {
+    const Step& x = sched[size_t(s)];
+    const int qt = qt_of(s);
+    if (!x.first) {
+      const Tile l = col(state(item_of(s), x.g, qt), 0), c = cols_of(s);
+      nc.tensor_scalar(l, l, AluOp::kMultiply, col(c, kAlpha), AluOp::kAdd, col(c, kRowsum), false, false,
+                       Engine::kGpSimd);
+    }
+    const Tile P = pp.partitions(0, qt).index(0, s % kAttnPRing);  // [qt, BK]
+    const Tile ptq = ptp.index(0, s % p.pt_psum_slots);             // [128k, chunk, 128q]
+    const DmaPt dm = dma_pt(s);
+    for (int64_t c0 = 0; c0 < x.kt; c0 += kAttnChunkK) {
+      const int ck = int(std::min(kAttnChunkK, x.kt - c0));
+      if (c0 / kAttnChunkK >= dm.c0 && c0 / kAttnChunkK < dm.c1) continue;
+      nc.transpose(ptq.partitions(0, ck).index(0, c0 / kAttnChunkK).slice(0, 0, qt), P.slice(0, c0, c0 + ck));
+    }
+  };
+  // Stage 4: P^T from PSUM to SBUF, VectorE's share of the chunks first, the rest on ScalarE.
+  auto stage_evacuate = [&](int64_t s) {
+    const int qt = qt_of(s);
+    const DmaPt dm = dma_pt(s);
+    // Whole chunks [lo, hi) in PSUM (the DMA's are at one end), then a partial one.
+    const int64_t full = kt_of(s) / kAttnChunkK, rem = kt_of(s) % kAttnChunkK;
+    const int64_t lo = dm.c0 == 0 ? dm.c1 : 0, hi = dm.c0 > 0 ? dm.c0 : full, n = hi - lo + (rem > 0);
+    const Tile ptq = ptp.index(0, s % p.pt_psum_slots), pt = pts.index(0, s % kAttnPtRing);
+    const int64_t nv = (pt_dealt + n) * kAttnPtVectorShareNum / kAttnPtVectorShareDen - pt_vector;
+    pt_dealt += n;
+    pt_vector += nv;
+    auto copy = [&](int64_t c0, int64_t c1, Engine e) {  // full chunks [c0, c1)
+      if (c0 < c1) nc.tensor_copy(pt.slice(0, c0, c1).slice(1, 0, qt), ptq.slice(0, c0, c1).slice(1, 0, qt), e);
+    };
+    const int64_t mid = lo + std::min(hi - lo, nv);
+    copy(lo, mid, Engine::kVector);
+    copy(mid, hi, Engine::kScalar);
+    if (rem)
+      nc.tensor_copy(pt.partitions(0, int(rem)).index(0, full).slice(0, 0, qt),
+                     ptq.partitions(0, int(rem)).index(0, full).slice(0, 0, qt),
+                     nv > full ? Engine::kVector : Engine::kScalar);
+  };
+  // Stage 6: pv = sum over chunks of P^T' V, accumulated in PSUM; o *= alpha.
+  auto stage_pv = [&](int64_t s) {
+    const Step& x = sched[size_t(s)];
+    const Item& w = item_of(s);
+    const int qt = qt_of(s);
+    const Tile pt = pts.index(0, s % kAttnPtRing);
+    const Tile vs = vv.index(0, kv_slot(w, x.kb)).slice(0, (x.k0 - x.kb * BK) / kAttnChunkK, chunks);
+    for (int64_t c0 = 0; c0 < x.kt; c0 += kAttnChunkK) {
+      const int ck = int(std::min(kAttnChunkK, x.kt - c0));
+      nc.matmul(pvp.partitions(0, qt).index(0, s % kAttnPvRing),  // [qt, D] f32
+                pt.partitions(0, ck).index(0, c0 / kAttnChunkK).slice(0, 0, qt),
+                vs.partitions(0, ck).index(0, c0 / kAttnChunkK), c0 > 0);
+    }
+    if (!x.first) {
+      const Tile ot = o_acc(w, x.g, qt);
+      nc.tensor_scalar(ot, ot, AluOp::kMultiply, col(cols_of(s), kAlpha), AluOp::kBypass, 0.0f, false,
+                       false, Engine::kGpSimd);
+    }
+  };
+  // O = o / l and LSE = log l - nb of Q tile g into the output stage.
+  auto finalize = [&](const Item& w, const Step& x) {
+    const QTile& y = w.tl[size_t(x.g)];
+    const Tile stg = state(w, x.g, y.qt), l = col(stg, 0), nb = col(stg, x.nb_new);
+    const Tile rl = fin.partitions(0, y.qt).slice(0, 0, 1), logl = fin.partitions(0, y.qt).slice(0, 1, 2);
+    const Tile out = ost.partitions(0, y.qt).index(0, w.qs).index(0, x.g);         // [qt, D]
+    const Tile lse = lst.partitions(0, y.qt).index(0, w.qs).slice(0, x.g, x.g + 1);  // [qt, 1]
+    nc.activation(rl, ActFunc::kReciprocal, l);
+    nc.tensor_scalar(out, o_acc(w, x.g, y.qt), AluOp::kMultiply, rl);
+    if (opt.lse) {
+      nc.activation(logl, ActFunc::kLog, l);
+      nc.tensor_scalar(lse, logl, AluOp::kSubtract, nb);
+    }
+    if (opt.causal && y.q0 + off < 0) {  // rows q0 + p + off < 0 see no key: 0 and -inf
+      const Affine sees{int32_t(y.q0 + off), 1, {0}};
+      nc.affine_select(out, out, sees, AluOp::kIsGe, 0.0f);
+      if (opt.lse) nc.affine_select(lse, lse, sees, AluOp::kIsGe, -kInf);
+    }
+  };
+  // Stage 7: o += pv (o = pv at the tile's first step); finalize after its last.
+  auto stage_update = [&](int64_t s) {
+    const Step& x = sched[size_t(s)];
+    const Item& w = item_of(s);
+    const int qt = qt_of(s);
+    const Tile ot = o_acc(w, x.g, qt), pv = pvp.partitions(0, qt).index(0, s % kAttnPvRing);
+    if (x.first) nc.tensor_copy(ot, pv);
+    else nc.tensor_tensor(ot, ot, pv, AluOp::kAdd);
+    if (x.last) finalize(w, x);
+  };
+  // An item's start (at its first entry's stage 0): the next item's Q^T,
+  // and its own first K/V block unless the item before prefetched it.
+  auto start_item = [&](const Item& w, int64_t it) {
+    if (it == 0) load_q(w.item, w.qs);
+    if (size_t(it + 1) < items.size()) load_q(items[size_t(it + 1)].item, 1 - w.qs);
+    if (w.nkb > 0 && !w.kv_prefetched) load_kv(w.item, 0, kv_slot(w, 0));
+  };
+  // An item's end (after its last entry's stage 7): Q tiles no key reaches
+  // are 0 / -inf; then one DMA per Q tile for the group's heads.
+  auto end_item = [&](const Item& w) {
     for (int64_t g = 0; g < G; ++g) {
-      const QTile& y = tl[size_t(g)];
-      if (!y.qt || seen[size_t(g)]) continue;
-      nc.memset(ost.partitions(0, y.qt).index(0, qs).index(0, g), 0.0f);
-      if (opt.lse) nc.memset(lst.partitions(0, y.qt).index(0, qs).slice(0, g, g + 1), -kInf);
+      const QTile& y = w.tl[size_t(g)];
+      if (!y.qt || w.seen[size_t(g)]) continue;
+      nc.memset(ost.partitions(0, y.qt).index(0, w.qs).index(0, g), 0.0f);
+      if (opt.lse) nc.memset(lst.partitions(0, y.qt).index(0, w.qs).slice(0, g, g + 1), -kInf);
     }
-    kv_base += nkb;
     for (int64_t g0 = 0; g0 < G; g0 += group) {
-      const QTile& y = tl[size_t(g0)];
+      const QTile& y = w.tl[size_t(g0)];
       if (!y.qt) continue;
-      const int64_t h0 = hkv * group;
-      nc.dma(o.index(0, b).slice(0, h0, h0 + group).slice(1, y.q0, y.q0 + y.qt).transpose(0, 1),
-             ost.partitions(0, y.qt).index(0, qs).slice(0, g0, g0 + group));  // [qt, group, D]
+      const int64_t h0 = w.hkv * group;
+      nc.dma(o.index(0, w.b).slice(0, h0, h0 + group).slice(1, y.q0, y.q0 + y.qt).transpose(0, 1),
+             ost.partitions(0, y.qt).index(0, w.qs).slice(0, g0, g0 + group));  // [qt, group, D]
       if (opt.lse)
-        nc.dma(opt.lse->index(0, b).slice(0, h0, h0 + group).slice(1, y.q0, y.q0 + y.qt).transpose(0, 1),
-               lst.partitions(0, y.qt).index(0, qs).slice(0, g0, g0 + group));  // [qt, group]
+        nc.dma(opt.lse->index(0, w.b).slice(0, h0, h0 + group).slice(1, y.q0, y.q0 + y.qt).transpose(0, 1),
+               lst.partitions(0, y.qt).index(0, w.qs).slice(0, g0, g0 + group));  // [qt, group]
     }
+  };
+
+  // Iteration i issues stage k of entry i - k, later stages first: within an
+  // iteration a stage then reads what an earlier step's stage wrote before
+  // a later step's overwrites it (the nb ping-pong of a one-tile item).
+  const int64_t n = int64_t(sched.size());
+  for (int64_t i = 0; i < n + kAttnStages - 1; ++i) {
+    auto at = [&](int64_t k) { return i - k >= 0 && i - k < n && sched[size_t(i - k)].work; };
+    if (at(7)) stage_update(i - 7);
+    if (i - 7 >= 0 && i - 7 < n) {
+      const int64_t it = sched[size_t(i - 7)].it;
+      if (last_of[size_t(it)] == i - 7) end_item(items[size_t(it)]);
+    }
+    if (at(6)) stage_pv(i - 6);
+    if (at(4)) stage_evacuate(i - 4);
+    if (at(3)) stage_transpose(i - 3);
+    if (at(2)) stage_exp(i - 2);
+    if (at(1)) stage_max(i - 1);
+    if (i < n && (i == 0 || sched[size_t(i)].it != sched[size_t(i - 1)].it))
+      start_item(items[size_t(sched[size_t(i)].it)], sched[size_t(i)].it);
+    if (at(0)) stage_qk(i);
   }
 }
 

@@ -36,33 +36,37 @@ inline constexpr int64_t kAttnWideSubTiles = 2;
 // steps, which leaves the trn2 DMA queues most of their time for the P
 // transposes; GQA groups cover it with their own heads.
 inline constexpr int64_t kAttnTilesPerItem = 16;
-// P^T chunks of a full step (8) that the DMA queues transpose on trn2, in one
-// SBUF -> SBUF dma_transpose of 3 blocks: what they fit beside the K/V loads
-// at the step time Vector and Scalar allow (docs/attention.md). Each spares
-// TensorE a transpose and Vector/Scalar an evacuation.
-inline constexpr int64_t kAttnDmaPtChunks = 3;
-// Software pipeline: a step's work in seven stages, stage k of step s issued
+// P^T chunks of a full step (8) that the DMA queues transpose on trn2, in
+// SBUF -> SBUF dma_transposes of two steps' chunks where it can (the per-row
+// overhead, paid per instruction, is as much as 3 chunks' data): what they
+// fit beside the K/V loads at the step time Vector and Scalar allow
+// (docs/attention.md). Each spares TensorE a transpose and Vector/Scalar an
+// evacuation.
+inline constexpr int64_t kAttnDmaPtChunks = 4;
+// Software pipeline: a step's work in eight stages, stage k of step s issued
 // in iteration s + k. Each stage hands its results to another engine, and
 // every instruction's producers were issued an iteration before it (but the
 // exp's nb, a one-column GpSimd op), so no engine's in-order queue (facts
 // section 1) stalls on work queued behind it.
 //   0 QK^T (TensorE)                         4 P^T evacuation (Vector, Scalar)
-//   1 mask (Scalar, GpSimd), rowmax (Vector)  5 PV (TensorE), o *= alpha (GpSimd)
-//   2 nb (GpSimd); alpha, exp (ScalarE);      6 o += pv (Vector), finalize
-//     P transposes by DMA
+//   1 mask (Scalar, GpSimd), rowmax (Vector)  5 none: the DMA's P^T lands
+//   2 nb (GpSimd); alpha, exp (ScalarE);      6 PV (TensorE), o *= alpha (GpSimd)
+//     P transposes by DMA                     7 o += pv (Vector), finalize
 //   3 P transposes (TensorE), l update (GpSimd)
-inline constexpr int64_t kAttnStages = 7;
+inline constexpr int64_t kAttnStages = 8;
 // A buffer written in stage a and read in stage b of the same step needs
 // b - a + 1 slots, so the next step writing the slot comes after the read.
 inline constexpr int64_t kAttnScoreSlots = 3;  // S: QK^T (0) .. exp (2)
 inline constexpr int64_t kAttnMaskRing = 2;    // masked S: 1 .. 2
-inline constexpr int64_t kAttnColRing = 4;     // rowmax 1 .. 2; alpha 2 .. 5, rowsum 2 .. 3
-// P: exp (2) .. transposes (3), and a slot more for the DMA still reading it.
-inline constexpr int64_t kAttnPRing = 3;
-inline constexpr int64_t kAttnPtRing = 4;      // P^T in SBUF: DMA (2) or evacuation (4) .. PV (5)
-inline constexpr int64_t kAttnPvRing = 2;      // pv: 5 .. 6
+inline constexpr int64_t kAttnColRing = 5;     // rowmax 1 .. 2; alpha 2 .. 6, rowsum 2 .. 3
+// P: exp (2) .. transposes (3), and slots for the DMA still reading it (a
+// pair's from the iteration after); even, so that pairs are contiguous.
+inline constexpr int64_t kAttnPRing = 6;
+// P^T in SBUF: DMA (2, or 3 for a pair's first) or evacuation (4) .. PV (6); even.
+inline constexpr int64_t kAttnPtRing = 4;
+inline constexpr int64_t kAttnPvRing = 2;      // pv: 6 .. 7
 // P^T in PSUM (3 .. 4) has 2 slots where PSUM holds them, else 1 (the plan).
-// K/V blocks: loaded one block ahead in stage 0, V read in stage 5.
+// K/V blocks: loaded one block ahead in stage 0, V read in stage 6.
 inline constexpr int64_t kAttnKvRing = kAttnStages + 1;
 // Floats per [P, 1]-column slot: one 64 B dependency cell (isa/emit/deps.h
 // tracks SBUF in 64 B cells), so columns of different steps or tiles never
@@ -169,8 +173,8 @@ inline AttentionPlan plan_attention(const Target& t, const AttentionShape& s, DT
                  + buf(kAttnPRing * p.block_k * ep)                // P ring
                  + buf(kAttnPtRing * chunks * kAttnTileQ * ep)     // P^T in SBUF
                  + buf(kAttnMaskRing * p.block_k * 4)              // masked scores
-                 + buf(G * s.d * 4)                                // o
-                 + buf(G * kAttnColSlot * 4)                       // l, nb ping-pong
+                 + buf(2 * G * s.d * 4)                            // o, two items
+                 + buf(2 * G * kAttnColSlot * 4)                   // l, nb ping-pong, two items
                  + buf(kAttnColRing * 3 * kAttnColSlot * 4)        // rowmax, alpha, rowsum
                  + buf(2 * 4)                                      // 1 / l, log l
                  + buf(2 * G * s.d * dtype_size(out))              // O stage, two items

@@ -319,7 +319,7 @@ TEST(Attention, BadInputIsAnErrorNamingTheOperand) {
 // ---- Program structure, from the mask alone ----
 
 struct Counts {
-  int64_t steps = 0, diag = 0, matmul = 0, p_transposes = 0, p_dma_transposes = 0,
+  int64_t steps = 0, diag = 0, matmul = 0, p_transposes = 0, p_dma_steps = 0, p_dma_chunks = 0,
           tiles_with_steps = 0, blind_row_tiles = 0, keyless_tiles = 0, k_block_loads = 0,
           k_chunk_loads = 0, q_tiles = 0;
 };
@@ -340,7 +340,8 @@ Counts expected_counts(const Case& c, const AttentionPlan& plan) {
     n.diag += masked;
     n.matmul += (kt + 511) / 512 + chunks;
     n.p_transposes += chunks - (dma ? plan.dma_pt_chunks : 0);
-    n.p_dma_transposes += dma;
+    n.p_dma_steps += dma;
+    n.p_dma_chunks += dma ? plan.dma_pt_chunks : 0;
   };
   std::vector<int64_t> last_kb(size_t(qn), -1);
   for (int64_t qi = 0; qi < qn; ++qi) {
@@ -382,7 +383,7 @@ Counts expected_counts(const Case& c, const AttentionPlan& plan) {
     for (int64_t kb = 0; kb < nkb; ++kb) n.k_chunk_loads += (std::min(bk * (kb + 1), c.skv) - bk * kb + 127) / 128;
   }
   const int64_t heads = c.b * c.hq, kv_heads = c.b * c.hkv;
-  for (int64_t* x : {&n.steps, &n.diag, &n.matmul, &n.p_transposes, &n.p_dma_transposes,
+  for (int64_t* x : {&n.steps, &n.diag, &n.matmul, &n.p_transposes, &n.p_dma_steps, &n.p_dma_chunks,
                      &n.tiles_with_steps, &n.blind_row_tiles, &n.keyless_tiles})
     *x *= heads;
   n.k_block_loads *= kv_heads;
@@ -421,8 +422,19 @@ TEST_P(AttentionStructure, InstructionCountsFollowTheMask) {
     // Q tile and one per K chunk; by DMA, Q^T per tile, K^T per block and P^T.
     EXPECT_EQ(int64_t(p.count(Opcode::kTranspose)),
               n.p_transposes + (plan.pe_transpose ? n.q_tiles + n.k_chunk_loads : 0)) << at;
+    // P^T by DMA (SBUF sources): the plan's chunks of every step with more
+    // whole chunks, one instruction per step or per pair of steps.
+    int64_t p_dma = 0, p_dma_chunks = 0;
+    for (const Instr& i : p.instrs)
+      if (i.op == Opcode::kDmaTranspose && i.opnd[1].space == Space::kSbuf) {
+        p_dma += 1;
+        p_dma_chunks += i.opnd[1].free_size() / 128;
+      }
+    EXPECT_EQ(p_dma_chunks, n.p_dma_chunks) << at;
+    EXPECT_LE(p_dma, n.p_dma_steps) << at;
+    EXPECT_GE(2 * p_dma, n.p_dma_steps) << at;
     EXPECT_EQ(int64_t(p.count(Opcode::kDmaTranspose)),
-              plan.pe_transpose ? 0 : n.q_tiles + n.k_block_loads + n.p_dma_transposes)
+              plan.pe_transpose ? 0 : n.q_tiles + n.k_block_loads + p_dma)
         << at;
     // exp: P per step and alpha per step after a tile's first; 1/l and log l per tile.
     EXPECT_EQ(int64_t(count_act(p, ActFunc::kExp)), 2 * n.steps - n.tiles_with_steps) << at;
@@ -452,15 +464,18 @@ const Case kStructureCases[] = {
 INSTANTIATE_TEST_SUITE_P(Shapes, AttentionStructure, ::testing::ValuesIn(kStructureCases),
                          [](const auto& info) { return name(info.param); });
 
-// Causal skipping at Sq = Skv = 2048 on trn2 (1024-key blocks, 3 of a step's
-// 8 P^T chunks by DMA when it has more than 3 whole chunks): 16 Q tiles x 2
+// Causal skipping at Sq = Skv = 2048 on trn2 (1024-key blocks, 4 of a step's
+// 8 P^T chunks by DMA when it has more than 4 whole chunks): 16 Q tiles x 2
 // blocks = 32 steps of 10 matmuls (2 QK^T + 8 PV) without the mask. With it,
 // Q tile t (rows 128t..) sees keys [0, 128t + 128): in its diagonal block the
 // u = t mod 8 chunks all its rows see are an unmasked step (for u > 0;
 // ceil(u / 4) + u matmuls) and the last chunk a masked one (2 matmuls), and
 // tiles 8..15 add a full step of block 0: 2 (38 + 14) + 2 + 2 + 80 = 188
-// matmuls, 38 steps, 16 masked. P^T on TensorE: 32 x 5 = 160 without the
-// mask; with it 2 (16 + 7 + 1) + 40 = 88, and 16 by DMA (u >= 4 twice, full 8).
+// matmuls, 38 steps, 16 masked. P^T on TensorE: 32 x 4 = 128 without the
+// mask; with it 2 (10 + 6) + 16 + 8 x 4 = 80. P^T DMA transposes: without
+// the mask 16, one per pair of full steps; with it one per step with u > 4
+// (6) and, of the 8 full steps (schedule entries 15..22), pairs 16..21 (3)
+// and 15 and 22 alone: 11.
 TEST(Attention, CausalSkipsKeysNoRowSees) {
   Case c{1, 1, 1, 2048, 2048, 64, false, DType::kBF16};
   const Program full = program_for(kTrn2, c);
@@ -468,10 +483,10 @@ TEST(Attention, CausalSkipsKeysNoRowSees) {
   const Program causal = program_for(kTrn2, c);
   EXPECT_EQ(full.count(Opcode::kMatmul), 320u);
   EXPECT_EQ(causal.count(Opcode::kMatmul), 188u);
-  EXPECT_EQ(full.count(Opcode::kTranspose), 160u);
-  EXPECT_EQ(causal.count(Opcode::kTranspose), 88u);
-  EXPECT_EQ(full.count(Opcode::kDmaTranspose), 16u + 2u + 32u);  // Q^T per tile, K^T per block, P^T
-  EXPECT_EQ(causal.count(Opcode::kDmaTranspose), 16u + 2u + 16u);
+  EXPECT_EQ(full.count(Opcode::kTranspose), 128u);
+  EXPECT_EQ(causal.count(Opcode::kTranspose), 80u);
+  EXPECT_EQ(full.count(Opcode::kDmaTranspose), 16u + 2u + 16u);  // Q^T per tile, K^T per block, P^T
+  EXPECT_EQ(causal.count(Opcode::kDmaTranspose), 16u + 2u + 11u);
   EXPECT_EQ(full.count(Opcode::kAffineSelect), 0u);
   EXPECT_EQ(causal.count(Opcode::kAffineSelect), 16u);
   EXPECT_LT(causal.instrs.size() * 10, full.instrs.size() * 9);
