@@ -21,17 +21,18 @@
 //                  steps' in one instruction where the rings allow
 //   pv[128q, D]    = sum over chunks matmul(stationary P^T, moving V[128k, D])
 //   o = o alpha + pv,  l = l alpha + rowsum                                 fp32 in SBUF
-// and at the end of a Q tile O = o * (1 / l), LSE = scale m + log l. P is bf16
+// and at the end of a Q tile O = o / l, LSE = scale m + log l. P is bf16
 // for bf16 inputs (the PV matmul's input dtype), fp32 for fp32 inputs.
 // The running max is kept as nb = -scale m, the bias of both exps.
 //
 // Engines: DMA loads Q^T and K^T transposed (dma_transpose where the target
 // has it, else natural loads + TensorE transposes) and V naturally, and on
 // trn2 transposes part of P; TensorE runs QK^T, the other P transposes and
-// PV; VectorE the row max and o += pv; ScalarE the exps (P with its row sum,
-// alpha), 1/l and log l; the two share the P^T evacuation from PSUM; GpSimd
-// (which cannot read PSUM) the causal mask (affine_select) and the [P, 1]
-// state updates. docs/attention.md has the per-step engine budget.
+// PV; VectorE the row max and o += pv; ScalarE the exps (P with its row sum;
+// 4 steps' alphas at once) and log l; the two share the P^T evacuation from
+// PSUM; GpSimd (which cannot read PSUM) the causal mask (affine_select), the
+// [P, 1] state updates, o *= alpha and O = o / l. docs/attention.md has the
+// per-step engine budget.
 //
 // Causal: key blocks wholly above the diagonal are skipped, and a step stops
 // at the last key its Q tile sees (kt < the block); steps the diagonal
@@ -87,8 +88,9 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   auto sm = nc.sbuf(f32, 128, {kAttnMaskRing, BK});                // [128q, slot, BK keys] masked S
   auto acc = nc.sbuf(f32, 128, {2, G, sh.d});                      // [128q, item, tile, D] o
   auto st = nc.sbuf(f32, 128, {2, G, kAttnColSlot});               // [128q, item, tile, (l, nb, nb, -)]
-  auto cols = nc.sbuf(f32, 128, {kAttnColRing, 3 * kAttnColSlot}); // [128q, slot, (max, -, alpha, -, sum, -)]
-  auto fin = nc.sbuf(f32, 128, {2});                               // [128q, (1 / l, log l)]
+  auto cols = nc.sbuf(f32, 128, {kAttnColRing, 2 * kAttnColSlot}); // [128q, slot, (max, -, sum, -)]
+  auto alph = nc.sbuf(f32, 128, {kAttnAlphaRing, kAttnColSlot});   // [128q, slot, (alpha of 4 steps, -)]
+  auto fin = nc.sbuf(f32, 128, {1});                               // [128q, 1] log l
   auto ost = nc.sbuf(o.dtype, 128, {2, G, sh.d});                  // [128q, item, tile, D] O
   auto lst = nc.sbuf(f32, 128, {2, G});                            // [128q, item, tile] LSE
   std::optional<decltype(nc.sbuf(in, 1, {1}))> nat;                // [128, chunk, D] rows to transpose
@@ -138,13 +140,6 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
     }
     return tl;
   };
-  auto load_q = [&](int64_t item, int64_t slot) {
-    const std::vector<QTile> tl = q_tiles_of(item);
-    for (int64_t g = 0; g < G; ++g)
-      if (const QTile& x = tl[size_t(g)]; x.qt)
-        load_transposed(qT.partitions(0, d).index(0, slot).index(0, g).slice(0, 0, x.qt),
-                        q.index(0, item / qblocks / sh.hkv).index(0, x.h), x.q0, x.qt);
-  };
 
   // An item's steps, key block major so each block is loaded once. A tile's
   // keys in a block end at the block's end, Skv, or (causal) past the last
@@ -173,17 +168,28 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
     }
     return steps;
   };
-  // K^T [D, kt] and V [128k, chunk, D] of block kb of item `item` into ring slot `slot`.
+  // V [128k, chunk, D] of the block whose K^T was loaded last, a chunk per
+  // DMA, issued a few at a time (load_v) so they do not hold up the P^T DMAs in a burst.
+  struct VLoad {
+    HbmTensor vh;  // [Skv, D]
+    int64_t k0 = 0, kt = 0, slot = 0, c0 = 0;  // keys [k0, k0 + kt), the next at k0 + c0
+  };
+  std::optional<VLoad> vload;
+  auto load_v = [&](int64_t n) {  // the next n chunks
+    for (; vload && n > 0 && vload->c0 < vload->kt; --n, vload->c0 += kAttnChunkK) {
+      const int ck = int(std::min(kAttnChunkK, vload->kt - vload->c0));
+      nc.dma(vv.partitions(0, ck).index(0, vload->slot).index(0, vload->c0 / kAttnChunkK),
+             vload->vh.slice(0, vload->k0 + vload->c0, vload->k0 + vload->c0 + ck));
+    }
+  };
+  // K^T [D, kt] of block kb of item `item` into ring slot `slot`; its V after the previous block's.
   auto load_kv = [&](int64_t item, int64_t kb, int64_t slot) {
     const int64_t b = item / qblocks / sh.hkv, hkv = item / qblocks % sh.hkv;
-    const HbmTensor kh = k.index(0, b).index(0, hkv), vh = v.index(0, b).index(0, hkv);  // [Skv, D]
+    const HbmTensor kh = k.index(0, b).index(0, hkv);  // [Skv, D]
     const int64_t k0 = kb * BK, kt = std::min(BK, sh.skv - k0);
     load_transposed(kT.partitions(0, d).index(0, slot).slice(0, 0, kt), kh, k0, kt);
-    for (int64_t c0 = 0; c0 < kt; c0 += kAttnChunkK) {
-      const int ck = int(std::min(kAttnChunkK, kt - c0));
-      nc.dma(vv.partitions(0, ck).index(0, slot).index(0, c0 / kAttnChunkK),
-             vh.slice(0, k0 + c0, k0 + c0 + ck));
-    }
+    load_v(chunks);
+    vload = VLoad{v.index(0, b).index(0, hkv), k0, kt, slot, 0};
   };
 
   // The schedule: every item of this program, its steps key block major, in
@@ -212,11 +218,11 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
     w.kv_prefetched = it > 0 && items.back().nkb > 0 && w.nkb > 0;
     kv_base += w.nkb;
     // This item's slots were the item before the last's: that item's last
-    // step must reach stage 7 (finalize) no later than this item's first
-    // reaches stage 2 (the first state write), so a short item's successor
-    // waits behind empty entries.
+    // step's finalize (end of the iteration of its stage 7) must come before
+    // this item's first step reaches stage 2 (the first state write), so a
+    // short item's successor waits behind empty entries.
     if (it >= 2)
-      while (int64_t(sched.size()) < last_of[size_t(it - 2)] + kAttnStages - 3) sched.push_back({.it = it});
+      while (int64_t(sched.size()) < last_of[size_t(it - 2)] + kAttnStages - 2) sched.push_back({.it = it});
     if (steps.empty()) sched.push_back({.it = it});  // an entry to issue its output at
     for (size_t i = 0; i < steps.size(); ++i) {
       steps[i].it = it;
@@ -229,6 +235,7 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   }
 
   std::vector<int> par(static_cast<size_t>(2 * G));  // which nb column of a tile (by slot) is current
+  std::vector<char> q_loaded(items.size() * size_t(G));  // Q^T tiles of each item issued
   int64_t pt_dealt = 0, pt_vector = 0;  // P^T chunks so far, and those VectorE evacuated
   auto item_of = [&](int64_t s) -> const Item& { return items[size_t(sched[size_t(s)].it)]; };
   auto kv_slot = [&](const Item& w, int64_t kb) { return (w.kv_base + kb) % kAttnKvRing; };
@@ -269,11 +276,29 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
     return paired && s % 2 ? DmaPt{0, nd, true} : DmaPt{c - nd, c, paired};
   };
 
-  // Stage 0: S = Q^T' K^T a sub-tile at a time, prefetching the next K/V block at a new one.
+  // Q^T of tile g of item it, once.
+  auto load_q = [&](int64_t it, int64_t g) {
+    const Item& w = items[size_t(it)];
+    const QTile& y = w.tl[size_t(g)];
+    if (y.qt && !std::exchange(q_loaded[size_t(it * G + g)], 1))
+      load_transposed(qT.partitions(0, d).index(0, w.qs).index(0, g).slice(0, 0, y.qt),
+                      q.index(0, w.b).index(0, y.h), y.q0, y.qt);
+  };
+  // Stage 0: S = Q^T' K^T a sub-tile at a time. Loads go out a few at a
+  // time, not in bursts that would hold up the P^T DMAs: a block's first
+  // step issues what is left of the block's V and the next block's K^T, the
+  // others a chunk of the next block's V; in block 0, the next item's Q^T
+  // tile by tile.
   auto stage_qk = [&](int64_t s) {
     const Step& x = sched[size_t(s)];
     const Item& w = item_of(s);
-    if (x.block_start) prefetch_kv(x.it, x.kb);
+    if (x.block_start) {
+      load_v(chunks);
+      prefetch_kv(x.it, x.kb);
+    } else {
+      load_v(1);
+    }
+    if (x.kb == 0 && size_t(x.it + 1) < items.size()) load_q(x.it + 1, x.g);
     const Tile S = sp.partitions(0, qt_of(s)).index(0, s % kAttnScoreSlots);  // [qt, BK] f32
     const Tile kts = kT.partitions(0, d).index(0, kv_slot(w, x.kb)).slice(0, x.k0 - x.kb * BK, BK);
     const Tile qts = qT.partitions(0, d).index(0, w.qs).index(0, x.g).slice(0, 0, qt_of(s));
@@ -288,28 +313,42 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
     return sched[size_t(s)].diag ? sm.partitions(0, qt).index(0, s % kAttnMaskRing).slice(0, 0, kt_of(s))
                                  : sp.partitions(0, qt).index(0, s % kAttnScoreSlots).slice(0, 0, kt_of(s));
   };
-  auto cols_of = [&](int64_t s) {  // [qt, 3 x kAttnColSlot]: rowmax, alpha, rowsum at 0, 16, 32
+  auto cols_of = [&](int64_t s) {  // [qt, 2 x kAttnColSlot]: rowmax, rowsum at 0, 16
     return cols.partitions(0, qt_of(s)).index(0, s % kAttnColRing);
   };
-  enum : int64_t { kRowmax = 0, kAlpha = kAttnColSlot, kRowsum = 2 * kAttnColSlot };
+  enum : int64_t { kRowmax = 0, kRowsum = kAttnColSlot };
+  // [128q, kAttnAlphaGroup]: the alphas of entries [4j, 4j + 4) (ScalarE
+  // exponentiates nb_new - nb in place, in one instruction).
+  auto alpha_group = [&](int64_t s) {
+    return alph.index(0, s / kAttnAlphaGroup % kAttnAlphaRing).slice(0, 0, kAttnAlphaGroup);
+  };
+  auto alpha_of = [&](int64_t s) {  // [qt, 1]
+    return col(alpha_group(s).partitions(0, qt_of(s)), s % kAttnAlphaGroup);
+  };
+  // Stage 1, first in its iteration: a diagonal step's scores to SBUF. Were
+  // it behind this iteration's evacuations and exp on ScalarE, the select and
+  // the rowmax would wait for them (VectorE idle).
+  auto stage_mask_copy = [&](int64_t s) {
+    const Step& x = sched[size_t(s)];
+    if (x.diag)
+      nc.tensor_copy(scores(s), sp.partitions(0, qt_of(s)).index(0, s % kAttnScoreSlots).slice(0, 0, x.kt),
+                     Engine::kScalar);
+  };
   // Stage 1: the mask on the diagonal, rowmax.
   auto stage_max = [&](int64_t s) {
     const Step& x = sched[size_t(s)];
     const QTile& y = item_of(s).tl[size_t(x.g)];
-    const Tile src = scores(s);
-    if (x.diag) {  // key k0 + j is visible to row q0 + p iff (q0 + off - k0) + p - j >= 0
-      nc.tensor_copy(src, sp.partitions(0, y.qt).index(0, s % kAttnScoreSlots).slice(0, 0, x.kt),
-                     Engine::kScalar);
-      nc.affine_select(src, src, Affine{int32_t(y.q0 + off - x.k0), 1, {-1}},
+    if (x.diag)  // key k0 + j is visible to row q0 + p iff (q0 + off - k0) + p - j >= 0
+      nc.affine_select(scores(s), scores(s), Affine{int32_t(y.q0 + off - x.k0), 1, {-1}},
                        AluOp::kIsGe, -kInf);
-    }
-    nc.tensor_reduce(col(cols_of(s), kRowmax), AluOp::kMax, src);
+    nc.tensor_reduce(col(cols_of(s), kRowmax), AluOp::kMax, scores(s));
   };
   // Stage 2: nb_new = min(-scale rowmax, nb), the running max as the exps'
-  // bias; alpha = exp(nb_new - nb) and P = exp(scale S + nb_new) with its
-  // row sum; the DMA queues start on their P^T chunks (a pair's at its
-  // second step), at least three iterations ahead of the PV that reads them
-  // (a DMA's ~1.3 us trigger latency).
+  // bias; P = exp(scale S + nb_new) with its row sum; nb_new - nb into the
+  // alpha group (stage_alpha exponentiates it); the DMA queues start on
+  // their P^T chunks (a pair's at its second step), at least three
+  // iterations ahead of the PV that reads them (a DMA's ~1.3 us trigger
+  // latency).
   auto stage_exp = [&](int64_t s) {
     Step& x = sched[size_t(s)];
     const Item& w = item_of(s);
@@ -322,10 +361,12 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
     const Tile nb = col(stg, x.nb_old), nb_new = col(stg, x.nb_new);
     nc.tensor_scalar(nb_new, col(c, kRowmax), AluOp::kMultiply, -scale, AluOp::kMin,
                      x.first ? Scalar(kNbStart) : Scalar(nb), false, false, Engine::kGpSimd);
-    if (!x.first) nc.activation(col(c, kAlpha), ActFunc::kExp, nb, {.scale = -1.0f, .bias = nb_new});
     const Tile P = pp.partitions(0, y.qt).index(0, s % kAttnPRing);  // [qt, BK]
     nc.activation(P.slice(0, 0, x.kt), ActFunc::kExp, src,
                   {.scale = scale, .bias = nb_new, .accum = x.first ? col(stg, 0) : col(c, kRowsum)});
+    if (!x.first)
+      nc.tensor_scalar(alpha_of(s), nb_new, AluOp::kSubtract, nb, AluOp::kBypass, 0.0f, false, false,
+                       Engine::kGpSimd);
     const DmaPt dm = dma_pt(s);
     if (dm.paired && s % 2) {  // [128q, 2 nd x 128k] -> [128k, 2 nd x 128q] across the slots of s - 1, s
       const int64_t nd = p.dma_pt_chunks, c0 = (s - 1) % kAttnPtRing * chunks + chunks - nd;
@@ -338,15 +379,21 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
                        P.slice(0, dm.c0 * kAttnChunkK, dm.c1 * kAttnChunkK).reshape({dm.c1 - dm.c0, kAttnChunkK}));
     }
   };
-  // Stage 3: l = l alpha + rowsum; P^T per 128-key chunk into PSUM (those the DMA does not).
+  // Stage 2, after the last entry of an alpha group: alpha = exp(nb_new - nb)
+  // of its (up to) 4 steps in one ScalarE instruction (a [P, 1] exp costs
+  // more than a 128-key chunk's, all fixed cost: paid once per 4 steps). Its
+  // first step reads the alphas in stage 6, an iteration later.
+  auto stage_alpha = [&](int64_t s) {
+    for (int64_t e = s / kAttnAlphaGroup * kAttnAlphaGroup; e <= s; ++e)
+      if (sched[size_t(e)].work && !sched[size_t(e)].first) {
+        nc.activation(alpha_group(s), ActFunc::kExp, alpha_group(s));
+        return;
+      }
+  };
+  // Stage 3: P^T per 128-key chunk into PSUM (those the DMA does not).
   auto stage_transpose = [&](int64_t s) {
     const Step& x = sched[size_t(s)];
     const int qt = qt_of(s);
-    if (!x.first) {
-      const Tile l = col(state(item_of(s), x.g, qt), 0), c = cols_of(s);
-      nc.tensor_scalar(l, l, AluOp::kMultiply, col(c, kAlpha), AluOp::kAdd, col(c, kRowsum), false, false,
-                       Engine::kGpSimd);
-    }
     const Tile P = pp.partitions(0, qt).index(0, s % kAttnPRing);  // [qt, BK]
     const Tile ptq = ptp.index(0, s % p.pt_psum_slots);             // [128k, chunk, 128q]
     const DmaPt dm = dma_pt(s);
@@ -378,7 +425,7 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
                      ptq.partitions(0, int(rem)).index(0, full).slice(0, 0, qt),
                      nv > full ? Engine::kVector : Engine::kScalar);
   };
-  // Stage 6: pv = sum over chunks of P^T' V, accumulated in PSUM; o *= alpha.
+  // Stage 6: pv = sum over chunks of P^T' V, accumulated in PSUM; l = l alpha + rowsum, o *= alpha.
   auto stage_pv = [&](int64_t s) {
     const Step& x = sched[size_t(s)];
     const Item& w = item_of(s);
@@ -392,23 +439,25 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
                 vs.partitions(0, ck).index(0, c0 / kAttnChunkK), c0 > 0);
     }
     if (!x.first) {
-      const Tile ot = o_acc(w, x.g, qt);
-      nc.tensor_scalar(ot, ot, AluOp::kMultiply, col(cols_of(s), kAlpha), AluOp::kBypass, 0.0f, false,
-                       false, Engine::kGpSimd);
+      const Tile l = col(state(w, x.g, qt), 0), ot = o_acc(w, x.g, qt), alpha = alpha_of(s);
+      nc.tensor_scalar(l, l, AluOp::kMultiply, alpha, AluOp::kAdd, col(cols_of(s), kRowsum), false, false,
+                       Engine::kGpSimd);
+      nc.tensor_scalar(ot, ot, AluOp::kMultiply, alpha, AluOp::kBypass, 0.0f, false, false, Engine::kGpSimd);
     }
   };
-  // O = o / l and LSE = log l - nb of Q tile g into the output stage.
+  // O = o / l and LSE = log l - nb of Q tile g into the output stage, on
+  // GpSimd (VectorE and ScalarE are the busy engines).
   auto finalize = [&](const Item& w, const Step& x) {
     const QTile& y = w.tl[size_t(x.g)];
     const Tile stg = state(w, x.g, y.qt), l = col(stg, 0), nb = col(stg, x.nb_new);
-    const Tile rl = fin.partitions(0, y.qt).slice(0, 0, 1), logl = fin.partitions(0, y.qt).slice(0, 1, 2);
     const Tile out = ost.partitions(0, y.qt).index(0, w.qs).index(0, x.g);         // [qt, D]
     const Tile lse = lst.partitions(0, y.qt).index(0, w.qs).slice(0, x.g, x.g + 1);  // [qt, 1]
-    nc.activation(rl, ActFunc::kReciprocal, l);
-    nc.tensor_scalar(out, o_acc(w, x.g, y.qt), AluOp::kMultiply, rl);
+    nc.tensor_scalar(out, o_acc(w, x.g, y.qt), AluOp::kDivide, l, AluOp::kBypass, 0.0f, false, false,
+                     Engine::kGpSimd);
     if (opt.lse) {
+      const Tile logl = fin.partitions(0, y.qt);
       nc.activation(logl, ActFunc::kLog, l);
-      nc.tensor_scalar(lse, logl, AluOp::kSubtract, nb);
+      nc.tensor_scalar(lse, logl, AluOp::kSubtract, nb, AluOp::kBypass, 0.0f, false, false, Engine::kGpSimd);
     }
     if (opt.causal && y.q0 + off < 0) {  // rows q0 + p + off < 0 see no key: 0 and -inf
       const Affine sees{int32_t(y.q0 + off), 1, {0}};
@@ -416,63 +465,80 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
       if (opt.lse) nc.affine_select(lse, lse, sees, AluOp::kIsGe, -kInf);
     }
   };
-  // Stage 7: o += pv (o = pv at the tile's first step); finalize after its last.
+  // Stage 7: o += pv (o = pv at the tile's first step).
   auto stage_update = [&](int64_t s) {
     const Step& x = sched[size_t(s)];
-    const Item& w = item_of(s);
     const int qt = qt_of(s);
-    const Tile ot = o_acc(w, x.g, qt), pv = pvp.partitions(0, qt).index(0, s % kAttnPvRing);
+    const Tile ot = o_acc(item_of(s), x.g, qt), pv = pvp.partitions(0, qt).index(0, s % kAttnPvRing);
     if (x.first) nc.tensor_copy(ot, pv);
     else nc.tensor_tensor(ot, ot, pv, AluOp::kAdd);
-    if (x.last) finalize(w, x);
   };
-  // An item's start (at its first entry's stage 0): the next item's Q^T,
-  // and its own first K/V block unless the item before prefetched it.
+  // An item's start (at its first entry's stage 0): its Q^T tiles the item
+  // before did not load, and its first K/V block unless that item prefetched it.
   auto start_item = [&](const Item& w, int64_t it) {
-    if (it == 0) load_q(w.item, w.qs);
-    if (size_t(it + 1) < items.size()) load_q(items[size_t(it + 1)].item, 1 - w.qs);
+    for (int64_t g = 0; g < G; ++g) load_q(it, g);
     if (w.nkb > 0 && !w.kv_prefetched) load_kv(w.item, 0, kv_slot(w, 0));
   };
+  // O and LSE of the group's heads on the Q tile of g0, one DMA each.
+  auto store = [&](const Item& w, int64_t g0) {
+    const QTile& y = w.tl[size_t(g0)];
+    const int64_t h0 = w.hkv * group;
+    nc.dma(o.index(0, w.b).slice(0, h0, h0 + group).slice(1, y.q0, y.q0 + y.qt).transpose(0, 1),
+           ost.partitions(0, y.qt).index(0, w.qs).slice(0, g0, g0 + group));  // [qt, group, D]
+    if (opt.lse)
+      nc.dma(opt.lse->index(0, w.b).slice(0, h0, h0 + group).slice(1, y.q0, y.q0 + y.qt).transpose(0, 1),
+             lst.partitions(0, y.qt).index(0, w.qs).slice(0, g0, g0 + group));  // [qt, group]
+  };
   // An item's end (after its last entry's stage 7): Q tiles no key reaches
-  // are 0 / -inf; then one DMA per Q tile for the group's heads.
+  // are 0 / -inf, stored here (the others after their last head's finalize).
   auto end_item = [&](const Item& w) {
-    for (int64_t g = 0; g < G; ++g) {
-      const QTile& y = w.tl[size_t(g)];
-      if (!y.qt || w.seen[size_t(g)]) continue;
-      nc.memset(ost.partitions(0, y.qt).index(0, w.qs).index(0, g), 0.0f);
-      if (opt.lse) nc.memset(lst.partitions(0, y.qt).index(0, w.qs).slice(0, g, g + 1), -kInf);
-    }
     for (int64_t g0 = 0; g0 < G; g0 += group) {
-      const QTile& y = w.tl[size_t(g0)];
-      if (!y.qt) continue;
-      const int64_t h0 = w.hkv * group;
-      nc.dma(o.index(0, w.b).slice(0, h0, h0 + group).slice(1, y.q0, y.q0 + y.qt).transpose(0, 1),
-             ost.partitions(0, y.qt).index(0, w.qs).slice(0, g0, g0 + group));  // [qt, group, D]
-      if (opt.lse)
-        nc.dma(opt.lse->index(0, w.b).slice(0, h0, h0 + group).slice(1, y.q0, y.q0 + y.qt).transpose(0, 1),
-               lst.partitions(0, y.qt).index(0, w.qs).slice(0, g0, g0 + group));  // [qt, group]
+      if (!w.tl[size_t(g0)].qt || w.seen[size_t(g0)]) continue;  // a Q tile's heads see the same keys
+      for (int64_t g = g0; g < g0 + group; ++g) {
+        const int qt = w.tl[size_t(g)].qt;
+        nc.memset(ost.partitions(0, qt).index(0, w.qs).index(0, g), 0.0f);
+        if (opt.lse) nc.memset(lst.partitions(0, qt).index(0, w.qs).slice(0, g, g + 1), -kInf);
+      }
+      store(w, g0);
     }
   };
 
-  // Iteration i issues stage k of entry i - k, later stages first: within an
-  // iteration a stage then reads what an earlier step's stage wrote before
-  // a later step's overwrites it (the nb ping-pong of a one-tile item).
+  // Iteration i issues stage k of entry i - k, later stages first (but the
+  // mask copy and finalize): within an iteration a stage then reads what an
+  // earlier step's stage wrote before a later step's overwrites it (the nb
+  // ping-pong of a one-tile item).
   const int64_t n = int64_t(sched.size());
+  // An alpha group's exp reads all its rows and columns, also those no step
+  // of the group wrote (first steps, short Q tiles): they must hold a value.
+  nc.memset(alph, 0.0f, Engine::kGpSimd);
   for (int64_t i = 0; i < n + kAttnStages - 1; ++i) {
     auto at = [&](int64_t k) { return i - k >= 0 && i - k < n && sched[size_t(i - k)].work; };
+    if (at(1)) stage_mask_copy(i - 1);
     if (at(7)) stage_update(i - 7);
-    if (i - 7 >= 0 && i - 7 < n) {
-      const int64_t it = sched[size_t(i - 7)].it;
-      if (last_of[size_t(it)] == i - 7) end_item(items[size_t(it)]);
-    }
     if (at(6)) stage_pv(i - 6);
     if (at(4)) stage_evacuate(i - 4);
     if (at(3)) stage_transpose(i - 3);
     if (at(2)) stage_exp(i - 2);
+    if (i - 2 >= 0 && i - 2 < n && ((i - 2) % kAttnAlphaGroup == kAttnAlphaGroup - 1 || i - 2 == n - 1))
+      stage_alpha(i - 2);
     if (at(1)) stage_max(i - 1);
     if (i < n && (i == 0 || sched[size_t(i)].it != sched[size_t(i - 1)].it))
       start_item(items[size_t(sched[size_t(i)].it)], sched[size_t(i)].it);
     if (at(0)) stage_qk(i);
+    // The step's finalize and its item's end, last in the iteration: GpSimd
+    // then waits for this iteration's o += pv behind its own earlier stages.
+    if (at(7) && sched[size_t(i - 7)].last) {
+      const Step& x = sched[size_t(i - 7)];
+      finalize(item_of(i - 7), x);
+      // Its Q tile's output as soon as its heads are done (a block orders
+      // them by head), not all at the item's end: the DMA queues see one
+      // store at a time between the P transposes.
+      if (x.g % group == group - 1) store(item_of(i - 7), x.g - group + 1);
+    }
+    if (i - 7 >= 0 && i - 7 < n) {
+      const int64_t it = sched[size_t(i - 7)].it;
+      if (last_of[size_t(it)] == i - 7) end_item(items[size_t(it)]);
+    }
   }
 }
 

@@ -32,10 +32,12 @@ inline constexpr int64_t kAttnMaxHeadDim = 128;  // D is QK^T's contraction, on 
 // columns) per key; the scores then take 2 banks a slot, which fits PSUM only
 // with the 16-bit P^T (facts section 2: 8 banks).
 inline constexpr int64_t kAttnWideSubTiles = 2;
-// Q tiles per work item: each K/V block load (2 x kt x D elements) serves 16
-// steps, which leaves the trn2 DMA queues most of their time for the P
-// transposes; GQA groups cover it with their own heads.
-inline constexpr int64_t kAttnTilesPerItem = 16;
+// Q tiles per work item: each K/V block load (2 x kt x D elements; V at a
+// DMA descriptor per 128-key chunk and row) serves 32 steps, which leaves the
+// trn2 DMA queues most of their time for the P transposes (16: the DMA
+// queues bound the step); GQA groups cover it with their own heads. 64 does
+// not fit SBUF (o and the output stage, two items each).
+inline constexpr int64_t kAttnTilesPerItem = 32;
 // P^T chunks of a full step (8) that the DMA queues transpose on trn2, in
 // SBUF -> SBUF dma_transposes of two steps' chunks where it can (the per-row
 // overhead, paid per instruction, is as much as 3 chunks' data): what they
@@ -48,17 +50,28 @@ inline constexpr int64_t kAttnDmaPtChunks = 4;
 // every instruction's producers were issued an iteration before it (but the
 // exp's nb, a one-column GpSimd op), so no engine's in-order queue (facts
 // section 1) stalls on work queued behind it.
-//   0 QK^T (TensorE)                         4 P^T evacuation (Vector, Scalar)
-//   1 mask (Scalar, GpSimd), rowmax (Vector)  5 none: the DMA's P^T lands
-//   2 nb (GpSimd); alpha, exp (ScalarE);      6 PV (TensorE), o *= alpha (GpSimd)
-//     P transposes by DMA                     7 o += pv (Vector), finalize
-//   3 P transposes (TensorE), l update (GpSimd)
+//   0 QK^T (TensorE)
+//   1 mask copy (Scalar, first in its iteration), select (GpSimd); rowmax (Vector)
+//   2 nb, nb_new - nb (GpSimd); exp, at every 4th entry 4 alphas (ScalarE);
+//     P transposes by DMA
+//   3 P transposes (TensorE)
+//   4 P^T evacuation (Vector, Scalar)
+//   5 none: the DMA's P^T lands
+//   6 PV (TensorE); l = l alpha + rowsum, o *= alpha (GpSimd)
+//   7 o += pv (Vector); last in the iteration, finalize (GpSimd)
 inline constexpr int64_t kAttnStages = 8;
+// Schedule entries whose alphas one ScalarE exp computes: a [P, 1] exp costs
+// as much as ~160 keys' exp (MIN_II plus the small-N overhead, facts
+// section 3). Written in stage 2, read in stage 6: a group's first step
+// reads its alphas in iteration 4j + 6, after the group's exp in stage 2 of
+// entry 4j + 3, so 4 at most.
+inline constexpr int64_t kAttnAlphaGroup = 4;
+inline constexpr int64_t kAttnAlphaRing = 2;  // a group: stage 2 of its first .. stage 6 of its last
 // A buffer written in stage a and read in stage b of the same step needs
 // b - a + 1 slots, so the next step writing the slot comes after the read.
 inline constexpr int64_t kAttnScoreSlots = 3;  // S: QK^T (0) .. exp (2)
 inline constexpr int64_t kAttnMaskRing = 2;    // masked S: 1 .. 2
-inline constexpr int64_t kAttnColRing = 5;     // rowmax 1 .. 2; alpha 2 .. 6, rowsum 2 .. 3
+inline constexpr int64_t kAttnColRing = 5;     // rowmax 1 .. 2; rowsum 2 .. 6
 // P: exp (2) .. transposes (3), and slots for the DMA still reading it (a
 // pair's from the iteration after); even, so that pairs are contiguous.
 inline constexpr int64_t kAttnPRing = 6;
@@ -75,8 +88,8 @@ inline constexpr int64_t kAttnColSlot = Allocator::kAlign / 4;
 // Fraction of the PSUM P^T chunks that VectorE evacuates (ScalarE the rest),
 // dealt out cumulatively over the steps: balances the engines' per-step work
 // on the trn2 cost model (Vector: rowmax kt + o += pv D elements; Scalar: exp
-// kt + alpha), solved in docs/attention.md.
-inline constexpr int64_t kAttnPtVectorShareNum = 1, kAttnPtVectorShareDen = 4;
+// kt + a quarter of an alpha exp), solved in docs/attention.md.
+inline constexpr int64_t kAttnPtVectorShareNum = 1, kAttnPtVectorShareDen = 6;
 
 struct AttentionShape {
   int64_t b = 0, hq = 0, hkv = 0, sq = 0, skv = 0, d = 0;
@@ -175,8 +188,9 @@ inline AttentionPlan plan_attention(const Target& t, const AttentionShape& s, DT
                  + buf(kAttnMaskRing * p.block_k * 4)              // masked scores
                  + buf(2 * G * s.d * 4)                            // o, two items
                  + buf(2 * G * kAttnColSlot * 4)                   // l, nb ping-pong, two items
-                 + buf(kAttnColRing * 3 * kAttnColSlot * 4)        // rowmax, alpha, rowsum
-                 + buf(2 * 4)                                      // 1 / l, log l
+                 + buf(kAttnColRing * 2 * kAttnColSlot * 4)        // rowmax, rowsum
+                 + buf(kAttnAlphaRing * kAttnColSlot * 4)          // alpha groups
+                 + buf(4)                                          // log l
                  + buf(2 * G * s.d * dtype_size(out))              // O stage, two items
                  + buf(2 * G * 4)                                  // LSE stage, two items
                  + (p.pe_transpose ? buf(kAttnTileK / kAttnChunkK * s.d * ei) : 0);  // natural Q/K rows
