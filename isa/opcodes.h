@@ -132,6 +132,25 @@ constexpr std::string_view alu_name(AluOp op) {
   return "?";
 }
 
+// Which ALU ops an engine's tensor_tensor / tensor_scalar may use (NKI's
+// "Supported Math Operators" table: add and multiply run on Vector, GpSimd
+// and Scalar; every other op on Vector only). ScalarE's tensor_scalar is
+// further limited to op0 = multiply, op1 = add; op0 = multiply; op0 = add
+// (facts section 3). kBypass is "no second op".
+constexpr bool alu_allowed(Engine e, Opcode op, AluOp op0, AluOp op1) {
+  const bool arith0 = op0 == AluOp::kAdd || op0 == AluOp::kMultiply;
+  const bool arith1 = op1 == AluOp::kBypass || op1 == AluOp::kAdd || op1 == AluOp::kMultiply;
+  switch (e) {
+    case Engine::kVector: return true;
+    case Engine::kGpSimd: return arith0 && (op != Opcode::kTensorScalar || arith1);
+    case Engine::kScalar:
+      return op == Opcode::kTensorScalar &&
+             ((op0 == AluOp::kMultiply && (op1 == AluOp::kAdd || op1 == AluOp::kBypass)) ||
+              (op0 == AluOp::kAdd && op1 == AluOp::kBypass));
+    default: return false;
+  }
+}
+
 constexpr bool is_comparison(AluOp op) { return op >= AluOp::kIsEqual; }
 
 // Scalar-engine activation functions (facts §3). gelu is the exact erf form.

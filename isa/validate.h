@@ -301,6 +301,8 @@ struct Checker {
         same_free(0, 2);
         require(!(o(1).space == Space::kPsum && o(2).space == Space::kPsum), 2,
                 "both inputs in PSUM (at most one may be)");
+        require(alu_allowed(in.engine, in.op, in.alu0, AluOp::kBypass), -1, "op ", alu_name(in.alu0),
+                " cannot run on the ", engine_name(in.engine), " engine (add and multiply only)");
         break;
       case Opcode::kTensorScalar:
         present(1);
@@ -308,6 +310,11 @@ struct Checker {
         same_free(0, 1);
         column(3);
         column(4);
+        require(alu_allowed(in.engine, in.op, in.alu0, in.alu1), -1, "ops ", alu_name(in.alu0), ", ",
+                alu_name(in.alu1), " cannot run on the ", engine_name(in.engine), " engine (",
+                in.engine == Engine::kScalar ? "multiply + add, multiply or add only"
+                                             : "add and multiply only",
+                ")");
         break;
       case Opcode::kTensorReduce: {
         present(1);

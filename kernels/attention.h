@@ -360,7 +360,7 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
     pr ^= 1;
     const Tile nb = col(stg, x.nb_old), nb_new = col(stg, x.nb_new);
     nc.tensor_scalar(nb_new, col(c, kRowmax), AluOp::kMultiply, -scale, AluOp::kMin,
-                     x.first ? Scalar(kNbStart) : Scalar(nb), false, false, Engine::kGpSimd);
+                     x.first ? Scalar(kNbStart) : Scalar(nb));  // VectorE: GpSimd has no min
     const Tile P = pp.partitions(0, y.qt).index(0, s % kAttnPRing);  // [qt, BK]
     nc.activation(P.slice(0, 0, x.kt), ActFunc::kExp, src,
                   {.scale = scale, .bias = nb_new, .accum = x.first ? col(stg, 0) : col(c, kRowsum)});

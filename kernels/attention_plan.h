@@ -87,9 +87,10 @@ inline constexpr int64_t kAttnKvRing = kAttnStages + 1;
 inline constexpr int64_t kAttnColSlot = Allocator::kAlign / 4;
 // Fraction of the PSUM P^T chunks that VectorE evacuates (ScalarE the rest),
 // dealt out cumulatively over the steps: balances the engines' per-step work
-// on the trn2 cost model (Vector: rowmax kt + o += pv D elements; Scalar: exp
-// kt + a quarter of an alpha exp), solved in docs/attention.md.
-inline constexpr int64_t kAttnPtVectorShareNum = 1, kAttnPtVectorShareDen = 6;
+// on the trn2 cost model (Vector: rowmax kt, the running max's [P, 1] update
+// (GpSimd has no min), o += pv D elements; Scalar: exp kt + a quarter of an
+// alpha exp); measured on that model.
+inline constexpr int64_t kAttnPtVectorShareNum = 1, kAttnPtVectorShareDen = 16;
 
 struct AttentionShape {
   int64_t b = 0, hq = 0, hkv = 0, sq = 0, skv = 0, d = 0;

@@ -452,6 +452,18 @@ TEST_F(ValidateTest, EngineAllowedMatchesTheFacts) {
   EXPECT_NO_THROW(nc.tensor_scalar(f, f, AluOp::kAdd, 1.0f, AluOp::kBypass, 0.0f, false, false,
                                    Engine::kScalar));
   EXPECT_NO_THROW(nc.tensor_tensor(f, f, a, AluOp::kMultiply, Engine::kGpSimd));
+  // Per-engine ALU ops: GpSimd adds and multiplies; ScalarE's tensor_scalar
+  // is multiply + add, multiply or add.
+  EXPECT_NO_THROW(nc.tensor_scalar(f, f, AluOp::kMultiply, 2.0f, AluOp::kAdd, 1.0f, false, false,
+                                   Engine::kGpSimd));
+  EXPECT_NO_THROW(nc.tensor_scalar(f, f, AluOp::kMultiply, 2.0f, AluOp::kAdd, 1.0f, false, false,
+                                   Engine::kScalar));
+  rejects(__LINE__, [&] { nc.tensor_tensor(f, f, a, AluOp::kMax, Engine::kGpSimd); },
+          {"tensor_tensor: op max cannot run on the gpsimd engine (add and multiply only)"});
+  rejects(__LINE__, [&] { nc.tensor_scalar(f, f, AluOp::kMultiply, 2.0f, AluOp::kMin, 1.0f, false, false, Engine::kGpSimd); },
+          {"tensor_scalar: ops multiply, min cannot run on the gpsimd engine (add and multiply only)"});
+  rejects(__LINE__, [&] { nc.tensor_scalar(f, f, AluOp::kAdd, 2.0f, AluOp::kMultiply, 1.0f, false, false, Engine::kScalar); },
+          {"tensor_scalar: ops add, multiply cannot run on the scalar engine (multiply + add, multiply or add only)"});
 }
 
 TEST_F(ValidateTest, BadEnumValues) {
