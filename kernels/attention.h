@@ -90,7 +90,7 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   auto st = nc.sbuf(f32, 128, {2, G, kAttnColSlot});               // [128q, item, tile, (l, nb, nb, -)]
   auto cols = nc.sbuf(f32, 128, {kAttnColRing, 2 * kAttnColSlot}); // [128q, slot, (max, -, sum, -)]
   auto alph = nc.sbuf(f32, 128, {kAttnAlphaRing, kAttnColSlot});   // [128q, slot, (alpha of 4 steps, -)]
-  auto fin = nc.sbuf(f32, 128, {1});                               // [128q, 1] log l
+  auto fin = nc.sbuf(f32, 128, {2});                               // [128q, (1 / l, log l)]
   auto ost = nc.sbuf(o.dtype, 128, {2, G, sh.d});                  // [128q, item, tile, D] O
   auto lst = nc.sbuf(f32, 128, {2, G});                            // [128q, item, tile] LSE
   std::optional<decltype(nc.sbuf(in, 1, {1}))> nat;                // [128, chunk, D] rows to transpose
@@ -365,8 +365,8 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
     nc.activation(P.slice(0, 0, x.kt), ActFunc::kExp, src,
                   {.scale = scale, .bias = nb_new, .accum = x.first ? col(stg, 0) : col(c, kRowsum)});
     if (!x.first)
-      nc.tensor_scalar(alpha_of(s), nb_new, AluOp::kSubtract, nb, AluOp::kBypass, 0.0f, false, false,
-                       Engine::kGpSimd);
+      nc.tensor_scalar(alpha_of(s), nb, AluOp::kMultiply, -1.0f, AluOp::kAdd, nb_new, false, false,
+                       Engine::kGpSimd);  // nb_new - nb: GpSimd adds and multiplies only (-nb is exact)
     const DmaPt dm = dma_pt(s);
     if (dm.paired && s % 2) {  // [128q, 2 nd x 128k] -> [128k, 2 nd x 128q] across the slots of s - 1, s
       const int64_t nd = p.dma_pt_chunks, c0 = (s - 1) % kAttnPtRing * chunks + chunks - nd;
@@ -445,19 +445,22 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
       nc.tensor_scalar(ot, ot, AluOp::kMultiply, alpha, AluOp::kBypass, 0.0f, false, false, Engine::kGpSimd);
     }
   };
-  // O = o / l and LSE = log l - nb of Q tile g into the output stage, on
-  // GpSimd (VectorE and ScalarE are the busy engines).
+  // O = o * (1 / l) and LSE = log l - nb of Q tile g into the output stage:
+  // the [qt, D] product on GpSimd (VectorE and ScalarE are the busy engines;
+  // GpSimd adds and multiplies only, so the reciprocal is ScalarE's).
   auto finalize = [&](const Item& w, const Step& x) {
     const QTile& y = w.tl[size_t(x.g)];
     const Tile stg = state(w, x.g, y.qt), l = col(stg, 0), nb = col(stg, x.nb_new);
     const Tile out = ost.partitions(0, y.qt).index(0, w.qs).index(0, x.g);         // [qt, D]
     const Tile lse = lst.partitions(0, y.qt).index(0, w.qs).slice(0, x.g, x.g + 1);  // [qt, 1]
-    nc.tensor_scalar(out, o_acc(w, x.g, y.qt), AluOp::kDivide, l, AluOp::kBypass, 0.0f, false, false,
+    const Tile rl = fin.partitions(0, y.qt).slice(0, 0, 1), logl = fin.partitions(0, y.qt).slice(0, 1, 2);
+    nc.activation(rl, ActFunc::kReciprocal, l);
+    nc.tensor_scalar(out, o_acc(w, x.g, y.qt), AluOp::kMultiply, rl, AluOp::kBypass, 0.0f, false, false,
                      Engine::kGpSimd);
     if (opt.lse) {
-      const Tile logl = fin.partitions(0, y.qt);
       nc.activation(logl, ActFunc::kLog, l);
-      nc.tensor_scalar(lse, logl, AluOp::kSubtract, nb, AluOp::kBypass, 0.0f, false, false, Engine::kGpSimd);
+      nc.tensor_scalar(lse, nb, AluOp::kMultiply, -1.0f, AluOp::kAdd, logl, false, false,
+                       Engine::kGpSimd);  // log l - nb
     }
     if (opt.causal && y.q0 + off < 0) {  // rows q0 + p + off < 0 see no key: 0 and -inf
       const Affine sees{int32_t(y.q0 + off), 1, {0}};

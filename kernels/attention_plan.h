@@ -86,11 +86,11 @@ inline constexpr int64_t kAttnKvRing = kAttnStages + 1;
 // share a cell and falsely serialise.
 inline constexpr int64_t kAttnColSlot = Allocator::kAlign / 4;
 // Fraction of the PSUM P^T chunks that VectorE evacuates (ScalarE the rest),
-// dealt out cumulatively over the steps: balances the engines' per-step work
-// on the trn2 cost model (Vector: rowmax kt, the running max's [P, 1] update
-// (GpSimd has no min), o += pv D elements; Scalar: exp kt + a quarter of an
-// alpha exp); measured on that model.
-inline constexpr int64_t kAttnPtVectorShareNum = 1, kAttnPtVectorShareDen = 16;
+// dealt out cumulatively over the steps. On the trn2 cost model VectorE is
+// the busier engine (rowmax kt, the running max's [P, 1] update, which
+// GpSimd cannot do, o += pv) so it takes none: measured best of 0, 1/32,
+// 1/16, 1/8 and 1/4. A knob for other targets and step widths.
+inline constexpr int64_t kAttnPtVectorShareNum = 0, kAttnPtVectorShareDen = 1;
 
 struct AttentionShape {
   int64_t b = 0, hq = 0, hkv = 0, sq = 0, skv = 0, d = 0;
@@ -191,7 +191,7 @@ inline AttentionPlan plan_attention(const Target& t, const AttentionShape& s, DT
                  + buf(2 * G * kAttnColSlot * 4)                   // l, nb ping-pong, two items
                  + buf(kAttnColRing * 2 * kAttnColSlot * 4)        // rowmax, rowsum
                  + buf(kAttnAlphaRing * kAttnColSlot * 4)          // alpha groups
-                 + buf(4)                                          // log l
+                 + buf(2 * 4)                                      // 1 / l, log l
                  + buf(2 * G * s.d * dtype_size(out))              // O stage, two items
                  + buf(2 * G * 4)                                  // LSE stage, two items
                  + (p.pe_transpose ? buf(kAttnTileK / kAttnChunkK * s.d * ei) : 0);  // natural Q/K rows
