@@ -21,18 +21,19 @@
 //                  steps' in one instruction where the rings allow
 //   pv[128q, D]    = sum over chunks matmul(stationary P^T, moving V[128k, D])
 //   o = o alpha + pv,  l = l alpha + rowsum                                 fp32 in SBUF
-// and at the end of a Q tile O = o / l, LSE = scale m + log l. P is bf16
+// and at the end of a Q tile O = o * (1 / l), LSE = scale m + log l. P is bf16
 // for bf16 inputs (the PV matmul's input dtype), fp32 for fp32 inputs.
 // The running max is kept as nb = -scale m, the bias of both exps.
 //
 // Engines: DMA loads Q^T and K^T transposed (dma_transpose where the target
 // has it, else natural loads + TensorE transposes) and V naturally, and on
 // trn2 transposes part of P; TensorE runs QK^T, the other P transposes and
-// PV; VectorE the row max and o += pv; ScalarE the exps (P with its row sum;
-// 4 steps' alphas at once) and log l; the two share the P^T evacuation from
+// PV; VectorE the row max, the running max's update (a min: GpSimd only
+// adds and multiplies) and o += pv; ScalarE the exps (P with its row sum;
+// 4 steps' alphas at once), 1 / l and log l, and the P^T evacuation from
 // PSUM; GpSimd (which cannot read PSUM) the causal mask (affine_select), the
-// [P, 1] state updates, o *= alpha and O = o / l. docs/attention.md has the
-// per-step engine budget.
+// other [P, 1] state updates, o *= alpha and O = o * (1 / l).
+// docs/attention.md has the per-step engine budget.
 //
 // Causal: key blocks wholly above the diagonal are skipped, and a step stops
 // at the last key its Q tile sees (kt < the block); steps the diagonal
