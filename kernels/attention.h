@@ -36,8 +36,9 @@
 // docs/attention.md has the per-step engine budget.
 //
 // Causal: key blocks wholly above the diagonal are skipped, and a step stops
-// at the last key its Q tile sees (kt < the block); steps the diagonal
-// crosses get their scores masked to -inf in SBUF. -inf rather than a large
+// at the last key its Q tile sees (kt < the block); in a step the diagonal
+// crosses, the keys past its whole chunks every row sees are copied to SBUF
+// and masked to -inf there. -inf rather than a large
 // finite fill: exp(-inf) is exactly 0 for every scale and score magnitude,
 // while a finite fill F leaks exp(scale (F - m)) > 0 once |m| nears |F| and
 // overflows when scale |F| does. The one hazard of -inf, a row with no
@@ -86,10 +87,12 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   auto vv = nc.sbuf(in, 128, {kAttnKvRing, chunks, sh.d});         // [128k, slot, chunk, D] V
   auto pp = nc.sbuf(p.p_dtype, 128, {kAttnPRing, BK});             // [128q, slot, BK keys] P
   auto pts = nc.sbuf(p.p_dtype, 128, {kAttnPtRing, chunks, kAttnTileQ});  // [128k, slot, chunk, 128q] P^T
-  auto sm = nc.sbuf(f32, 128, {kAttnMaskRing, BK});                // [128q, slot, BK keys] masked S
+  // [128q, slot, (-, max of the unmasked keys, masked keys)]: the max column
+  // right before the diagonal's masked keys, so one reduce takes both.
+  auto sm = nc.sbuf(f32, 128, {kAttnMaskRing, kAttnColSlot + kAttnMaskKeys});
   auto acc = nc.sbuf(f32, 128, {2, G, sh.d});                      // [128q, item, tile, D] o
   auto st = nc.sbuf(f32, 128, {2, G, kAttnColSlot});               // [128q, item, tile, (l, nb, nb, -)]
-  auto cols = nc.sbuf(f32, 128, {kAttnColRing, 2 * kAttnColSlot}); // [128q, slot, (max, -, sum, -)]
+  auto cols = nc.sbuf(f32, 128, {kAttnColRing, 3 * kAttnColSlot}); // [128q, slot, (max, -, sum, -, masked sum, -)]
   auto alph = nc.sbuf(f32, 128, {kAttnAlphaRing, kAttnColSlot});   // [128q, slot, (alpha of 4 steps, -)]
   auto fin = nc.sbuf(f32, 128, {2});                               // [128q, (1 / l, log l)]
   auto ost = nc.sbuf(o.dtype, 128, {2, G, sh.d});                  // [128q, item, tile, D] O
@@ -123,7 +126,9 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   };
   struct Step {  // keys [k0, k0 + kt) of block kb for Q tile g of item it
     int64_t kb = 0, g = 0, k0 = 0, kt = 0;
-    bool first = false, last = false, diag = false;  // g's first and last step; crossed by the causal diagonal
+    int64_t all = 0;  // keys [k0, k0 + all) every row sees; the rest (causal diagonal, < 256) masked
+    bool first = false, last = false;  // g's first and last step
+    bool diag() const { return all < kt; }
     int64_t it = 0;
     bool work = false;        // false: an empty schedule entry
     bool block_start = false;  // the item's first step of block kb
@@ -145,8 +150,9 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   // An item's steps, key block major so each block is loaded once. A tile's
   // keys in a block end at the block's end, Skv, or (causal) past the last
   // key its last row sees. Where the causal diagonal crosses them, the keys
-  // every row sees (whole chunks) make one unmasked step and the rest, under
-  // two chunks, a masked one: the mask copies and selects only those.
+  // every row sees (whole chunks) stay in PSUM and only the rest, under two
+  // chunks, is copied and masked: one step, so the diagonal pays no second
+  // step's fixed costs (alpha, the [P, 1] updates, o += pv).
   auto steps_of = [&](const std::vector<QTile>& tl) {
     std::vector<Step> steps;
     for (int64_t kb = 0; kb < p.k_blocks; ++kb) {
@@ -157,13 +163,10 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
         const int64_t seen = opt.causal ? x.q0 + x.qt + off : sh.skv;  // keys [0, seen) are seen by some row
         const int64_t kt = std::min({BK, sh.skv - k0, seen - k0});
         if (!x.qt || kt <= 0) continue;
-        if (!opt.causal || k0 + kt - 1 <= x.q0 + off) {  // every row sees every key
-          steps.push_back({kb, g, k0, kt, false, false, false});
-          continue;
-        }
-        const int64_t all = std::clamp<int64_t>(x.q0 + off + 1 - k0, 0, kt) / kAttnChunkK * kAttnChunkK;
-        if (all > 0) steps.push_back({kb, g, k0, all, false, false, false});
-        steps.push_back({kb, g, k0 + all, kt - all, false, false, true});
+        const bool every = !opt.causal || k0 + kt - 1 <= x.q0 + off;  // every row sees every key
+        const int64_t all =
+            every ? kt : std::clamp<int64_t>(x.q0 + off + 1 - k0, 0, kt) / kAttnChunkK * kAttnChunkK;
+        steps.push_back({kb, g, k0, kt, all});
       }
       if (steps.size() == before) break;  // visibility only shrinks with kb
     }
@@ -308,16 +311,22 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
       nc.matmul(S.slice(0, k0, k1), qts, kts.slice(0, k0, k1), false);
     }
   };
-  // The scores the softmax reads: S in PSUM, or its masked copy on the diagonal.
+  // The scores the softmax reads: the keys every row sees in PSUM [qt, all],
+  // the diagonal's masked copy in SBUF [qt, kt - all].
   auto scores = [&](int64_t s) {
-    const int qt = qt_of(s);
-    return sched[size_t(s)].diag ? sm.partitions(0, qt).index(0, s % kAttnMaskRing).slice(0, 0, kt_of(s))
-                                 : sp.partitions(0, qt).index(0, s % kAttnScoreSlots).slice(0, 0, kt_of(s));
+    return sp.partitions(0, qt_of(s)).index(0, s % kAttnScoreSlots).slice(0, 0, sched[size_t(s)].all);
   };
-  auto cols_of = [&](int64_t s) {  // [qt, 2 x kAttnColSlot]: rowmax, rowsum at 0, 16
+  auto mask_slot = [&](int64_t s) {  // [qt, kAttnColSlot + kAttnMaskKeys]
+    return sm.partitions(0, qt_of(s)).index(0, s % kAttnMaskRing);
+  };
+  auto masked = [&](int64_t s) {
+    const Step& x = sched[size_t(s)];
+    return mask_slot(s).slice(0, kAttnColSlot, kAttnColSlot + x.kt - x.all);
+  };
+  auto cols_of = [&](int64_t s) {  // [qt, 3 x kAttnColSlot]: rowmax, rowsum, masked rowsum at 0, 16, 32
     return cols.partitions(0, qt_of(s)).index(0, s % kAttnColRing);
   };
-  enum : int64_t { kRowmax = 0, kRowsum = kAttnColSlot };
+  enum : int64_t { kRowmax = 0, kRowsum = kAttnColSlot, kMaskedSum = 2 * kAttnColSlot };
   // [128q, kAttnAlphaGroup]: the alphas of entries [4j, 4j + 4) (ScalarE
   // exponentiates nb_new - nb in place, in one instruction).
   auto alpha_group = [&](int64_t s) {
@@ -326,23 +335,29 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   auto alpha_of = [&](int64_t s) {  // [qt, 1]
     return col(alpha_group(s).partitions(0, qt_of(s)), s % kAttnAlphaGroup);
   };
-  // Stage 1, first in its iteration: a diagonal step's scores to SBUF. Were
-  // it behind this iteration's evacuations and exp on ScalarE, the select and
-  // the rowmax would wait for them (VectorE idle).
+  // Stage 1, first in its iteration: the diagonal's masked keys to SBUF.
+  // Were it behind this iteration's evacuations and exp on ScalarE, the
+  // select and the rowmax would wait for them (VectorE idle).
   auto stage_mask_copy = [&](int64_t s) {
     const Step& x = sched[size_t(s)];
-    if (x.diag)
-      nc.tensor_copy(scores(s), sp.partitions(0, qt_of(s)).index(0, s % kAttnScoreSlots).slice(0, 0, x.kt),
+    if (x.diag())
+      nc.tensor_copy(masked(s), sp.partitions(0, qt_of(s)).index(0, s % kAttnScoreSlots).slice(0, x.all, x.kt),
                      Engine::kScalar);
   };
-  // Stage 1: the mask on the diagonal, rowmax.
+  // Stage 1: the mask on the diagonal, rowmax. With both parts, the unmasked
+  // keys' max lands in the column before the masked ones and one more reduce
+  // takes both.
   auto stage_max = [&](int64_t s) {
     const Step& x = sched[size_t(s)];
     const QTile& y = item_of(s).tl[size_t(x.g)];
-    if (x.diag)  // key k0 + j is visible to row q0 + p iff (q0 + off - k0) + p - j >= 0
-      nc.affine_select(scores(s), scores(s), Affine{int32_t(y.q0 + off - x.k0), 1, {-1}},
-                       AluOp::kIsGe, -kInf);
-    nc.tensor_reduce(col(cols_of(s), kRowmax), AluOp::kMax, scores(s));
+    const Tile rowmax = col(cols_of(s), kRowmax);
+    if (!x.diag()) return nc.tensor_reduce(rowmax, AluOp::kMax, scores(s));
+    // key k0 + all + j is visible to row q0 + p iff (q0 + off - k0 - all) + p - j >= 0
+    nc.affine_select(masked(s), masked(s), Affine{int32_t(y.q0 + off - x.k0 - x.all), 1, {-1}},
+                     AluOp::kIsGe, -kInf);
+    if (x.all == 0) return nc.tensor_reduce(rowmax, AluOp::kMax, masked(s));
+    nc.tensor_reduce(col(mask_slot(s), kAttnColSlot - 1), AluOp::kMax, scores(s));
+    nc.tensor_reduce(rowmax, AluOp::kMax, mask_slot(s).slice(0, kAttnColSlot - 1, kAttnColSlot + x.kt - x.all));
   };
   // Stage 2: nb_new = min(-scale rowmax, nb), the running max as the exps'
   // bias; P = exp(scale S + nb_new) with its row sum; nb_new - nb into the
@@ -354,7 +369,7 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
     Step& x = sched[size_t(s)];
     const Item& w = item_of(s);
     const QTile& y = w.tl[size_t(x.g)];
-    const Tile stg = state(w, x.g, y.qt), c = cols_of(s), src = scores(s);
+    const Tile stg = state(w, x.g, y.qt), c = cols_of(s);
     int& pr = par[size_t(w.qs * G + x.g)];
     x.nb_old = 1 + pr;
     x.nb_new = 2 - pr;
@@ -363,8 +378,15 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
     nc.tensor_scalar(nb_new, col(c, kRowmax), AluOp::kMultiply, -scale, AluOp::kMin,
                      x.first ? Scalar(kNbStart) : Scalar(nb));  // VectorE: GpSimd has no min
     const Tile P = pp.partitions(0, y.qt).index(0, s % kAttnPRing);  // [qt, BK]
-    nc.activation(P.slice(0, 0, x.kt), ActFunc::kExp, src,
-                  {.scale = scale, .bias = nb_new, .accum = x.first ? col(stg, 0) : col(c, kRowsum)});
+    // The unmasked keys from PSUM, then the masked ones from SBUF; the first
+    // exp's row sum goes to l at a tile's first step, a second one to its own
+    // column (stage_pv adds it).
+    const Tile sum = x.first ? col(stg, 0) : col(c, kRowsum);
+    if (x.all > 0)
+      nc.activation(P.slice(0, 0, x.all), ActFunc::kExp, scores(s), {.scale = scale, .bias = nb_new, .accum = sum});
+    if (x.diag())
+      nc.activation(P.slice(0, x.all, x.kt), ActFunc::kExp, masked(s),
+                    {.scale = scale, .bias = nb_new, .accum = x.all > 0 ? col(c, kMaskedSum) : sum});
     if (!x.first)
       nc.tensor_scalar(alpha_of(s), nb, AluOp::kMultiply, -1.0f, AluOp::kAdd, nb_new, false, false,
                        Engine::kGpSimd);  // nb_new - nb: GpSimd adds and multiplies only (-nb is exact)
@@ -439,12 +461,15 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
                 pt.partitions(0, ck).index(0, c0 / kAttnChunkK).slice(0, 0, qt),
                 vs.partitions(0, ck).index(0, c0 / kAttnChunkK), c0 > 0);
     }
+    const Tile l = col(state(w, x.g, qt), 0);
     if (!x.first) {
-      const Tile l = col(state(w, x.g, qt), 0), ot = o_acc(w, x.g, qt), alpha = alpha_of(s);
+      const Tile ot = o_acc(w, x.g, qt), alpha = alpha_of(s);
       nc.tensor_scalar(l, l, AluOp::kMultiply, alpha, AluOp::kAdd, col(cols_of(s), kRowsum), false, false,
                        Engine::kGpSimd);
       nc.tensor_scalar(ot, ot, AluOp::kMultiply, alpha, AluOp::kBypass, 0.0f, false, false, Engine::kGpSimd);
     }
+    if (x.diag() && x.all > 0)  // the masked keys' row sum
+      nc.tensor_tensor(l, l, col(cols_of(s), kMaskedSum), AluOp::kAdd, Engine::kGpSimd);
   };
   // O = o * (1 / l) and LSE = log l - nb of Q tile g into the output stage:
   // the [qt, D] product on GpSimd (VectorE and ScalarE are the busy engines;

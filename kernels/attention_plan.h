@@ -71,6 +71,9 @@ inline constexpr int64_t kAttnAlphaRing = 2;  // a group: stage 2 of its first .
 // b - a + 1 slots, so the next step writing the slot comes after the read.
 inline constexpr int64_t kAttnScoreSlots = 3;  // S: QK^T (0) .. exp (2)
 inline constexpr int64_t kAttnMaskRing = 2;    // masked S: 1 .. 2
+// Keys of a step the causal diagonal masks: those past its last whole chunk
+// every row sees, under two chunks (docs/attention.md).
+inline constexpr int64_t kAttnMaskKeys = 2 * kAttnChunkK;
 inline constexpr int64_t kAttnColRing = 5;     // rowmax 1 .. 2; rowsum 2 .. 6
 // P: exp (2) .. transposes (3), and slots for the DMA still reading it (a
 // pair's from the iteration after); even, so that pairs are contiguous.
@@ -186,10 +189,10 @@ inline AttentionPlan plan_attention(const Target& t, const AttentionShape& s, DT
                  + buf(kAttnKvRing * chunks * s.d * ei)            // V ring
                  + buf(kAttnPRing * p.block_k * ep)                // P ring
                  + buf(kAttnPtRing * chunks * kAttnTileQ * ep)     // P^T in SBUF
-                 + buf(kAttnMaskRing * p.block_k * 4)              // masked scores
+                 + buf(kAttnMaskRing * (kAttnColSlot + kAttnMaskKeys) * 4)  // masked scores, max column
                  + buf(2 * G * s.d * 4)                            // o, two items
                  + buf(2 * G * kAttnColSlot * 4)                   // l, nb ping-pong, two items
-                 + buf(kAttnColRing * 2 * kAttnColSlot * 4)        // rowmax, rowsum
+                 + buf(kAttnColRing * 3 * kAttnColSlot * 4)        // rowmax, rowsum, masked rowsum
                  + buf(kAttnAlphaRing * kAttnColSlot * 4)          // alpha groups
                  + buf(2 * 4)                                      // 1 / l, log l
                  + buf(2 * G * s.d * dtype_size(out))              // O stage, two items

@@ -18,10 +18,12 @@
 //   o     = o alpha + pv, pv a PSUM sum of at most kappa = min(Skv, block_k)
 //           products (block_k: the keys of a step, 512 or 1024, the kernel's
 //           plan): at most N1 = kappa + 1 + 2 n_t roundings on any term's
-//           path, n_t = ceil(Skv / block_k) steps (+1 causal: the block the
-//           diagonal crosses is split in two);
+//           path, n_t = ceil(Skv / block_k) steps (one per key block);
 //   l     = l alpha + rowsum, rowsum the exp's fused fp32 sum: relative error
-//           gamma_N2, N2 = kappa + 2 n_t (positive terms);
+//           gamma_N2, N2 = kappa + 2 n_t + c (positive terms), c = 1 causal:
+//           the one step of a Q tile with both unmasked and masked keys (the
+//           diagonal) sums them in two exps, and adds the masked keys' sum to
+//           l separately;
 //   O     = o * round(1 / l) (two roundings), then rounded to the output dtype.
 // The argument errors, the exp's and the alphas' all multiply a term p_j in
 // the numerator and in the denominator alike (the same fp32 value and the
@@ -84,9 +86,10 @@ inline AttentionGolden attention(const AttentionProblem& pr, const float* q, con
   auto gamma = [&](int64_t n) { return double(n) * u / (1.0 - double(n) * u); };
   constexpr int64_t kNarrowest = 512, kWidest = 1024;  // kernels/attention.h's step widths
   const int64_t narrow = pr.block_k ? pr.block_k : kNarrowest, wide = pr.block_k ? pr.block_k : kWidest;
-  const int64_t n_t = (pr.skv + narrow - 1) / narrow + (pr.causal ? 1 : 0);
+  const int64_t n_t = (pr.skv + narrow - 1) / narrow;
   const int64_t kappa = std::min(pr.skv, wide);
-  const double g_d = gamma(pr.d), g_n1 = gamma(kappa + 1 + 2 * n_t), g_n2 = gamma(kappa + 2 * n_t);
+  const double g_d = gamma(pr.d), g_n1 = gamma(kappa + 1 + 2 * n_t),
+               g_n2 = gamma(kappa + 2 * n_t + (pr.causal ? 1 : 0));
   const double scale = pr.scale;
   const int64_t off = pr.skv - pr.sq;
   const int64_t group = pr.hq / pr.hkv, D = pr.d;

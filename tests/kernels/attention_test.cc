@@ -319,25 +319,27 @@ TEST(Attention, BadInputIsAnErrorNamingTheOperand) {
 // ---- Program structure, from the mask alone ----
 
 struct Counts {
-  int64_t steps = 0, diag = 0, matmul = 0, p_transposes = 0, p_dma_steps = 0, p_dma_chunks = 0,
+  int64_t steps = 0, diag = 0, two_part = 0, matmul = 0, p_transposes = 0, p_dma_steps = 0, p_dma_chunks = 0,
           tiles_with_steps = 0, blind_row_tiles = 0, keyless_tiles = 0, k_block_loads = 0,
           k_chunk_loads = 0, q_tiles = 0;
 };
 
 // Brute force over every (query, key) pair, per (Q tile, key block of the
-// plan): the tile's keys in the block end after the last key any of its rows
-// sees; if some row does not see one of them (the causal diagonal), the
-// whole chunks every row sees are an unmasked step and the rest a masked one.
+// plan): one step, whose keys end after the last key any of the tile's rows
+// sees; if some row does not see one of them (the causal diagonal), the step
+// is masked past the whole chunks every row sees, and where there are such
+// chunks it has two parts (two exps).
 Counts expected_counts(const Case& c, const AttentionPlan& plan) {
   const int64_t off = c.skv - c.sq, qn = (c.sq + 127) / 128, bk = plan.block_k;
   const int64_t kn = (c.skv + bk - 1) / bk;
   auto sees = [&](int64_t i, int64_t j) { return !c.causal || j <= i + off; };
   Counts n;
-  auto step = [&](int64_t kt, bool masked) {
+  auto step = [&](int64_t kt, bool masked, bool two_part) {
     const int64_t chunks = (kt + 127) / 128;
     const bool dma = plan.dma_pt_chunks && kt % 128 == 0 && chunks > plan.dma_pt_chunks;
     n.steps += 1;
     n.diag += masked;
+    n.two_part += two_part;
     n.matmul += (kt + 511) / 512 + chunks;
     n.p_transposes += chunks - (dma ? plan.dma_pt_chunks : 0);
     n.p_dma_steps += dma;
@@ -357,13 +359,7 @@ Counts expected_counts(const Case& c, const AttentionPlan& plan) {
         every = std::min(every, seen);
       }
       if (end == k0) continue;
-      if (every >= end) {
-        step(end - k0, false);
-      } else {
-        const int64_t all = (every - k0) / 128 * 128;
-        if (all > 0) step(all, false);
-        step(end - k0 - all, true);
-      }
+      step(end - k0, every < end, every < end && (every - k0) / 128 > 0);
       last_kb[size_t(qi)] = kb;
     }
     bool blind = false;
@@ -383,7 +379,7 @@ Counts expected_counts(const Case& c, const AttentionPlan& plan) {
     for (int64_t kb = 0; kb < nkb; ++kb) n.k_chunk_loads += (std::min(bk * (kb + 1), c.skv) - bk * kb + 127) / 128;
   }
   const int64_t heads = c.b * c.hq, kv_heads = c.b * c.hkv;
-  for (int64_t* x : {&n.steps, &n.diag, &n.matmul, &n.p_transposes, &n.p_dma_steps, &n.p_dma_chunks,
+  for (int64_t* x : {&n.steps, &n.diag, &n.two_part, &n.matmul, &n.p_transposes, &n.p_dma_steps, &n.p_dma_chunks,
                      &n.tiles_with_steps, &n.blind_row_tiles, &n.keyless_tiles})
     *x *= heads;
   n.k_block_loads *= kv_heads;
@@ -436,14 +432,17 @@ TEST_P(AttentionStructure, InstructionCountsFollowTheMask) {
     EXPECT_EQ(int64_t(p.count(Opcode::kDmaTranspose)),
               plan.pe_transpose ? 0 : n.q_tiles + n.k_block_loads + p_dma)
         << at;
-    // exp: P per step, and the alphas of the steps after a tile's first, up
-    // to kAttnAlphaGroup of them an instruction; 1 / l and log l per tile.
+    // exp: P per step (two for a masked step with unmasked chunks), and the
+    // alphas of the steps after a tile's first, up to kAttnAlphaGroup of them
+    // an instruction; 1 / l and log l per tile.
     const int64_t alpha_steps = n.steps - n.tiles_with_steps;
-    const int64_t alpha_exps = int64_t(count_act(p, ActFunc::kExp)) - n.steps;
+    const int64_t alpha_exps = int64_t(count_act(p, ActFunc::kExp)) - n.steps - n.two_part;
     EXPECT_GE(alpha_exps * kAttnAlphaGroup, alpha_steps) << at;
     EXPECT_LE(alpha_exps, alpha_steps) << at;
     EXPECT_EQ(int64_t(count_act(p, ActFunc::kReciprocal)), n.tiles_with_steps) << at;
     EXPECT_EQ(int64_t(count_act(p, ActFunc::kLog)), n.tiles_with_steps) << at;
+    // Row maxes: one per step, and a second where a masked step has unmasked chunks.
+    EXPECT_EQ(int64_t(p.count(Opcode::kTensorReduce)), n.steps + n.two_part) << at;
     // Masks: the diagonal steps' scores, and O and LSE of tiles with rows that see no key.
     EXPECT_EQ(int64_t(p.count(Opcode::kAffineSelect)), n.diag + 2 * n.blind_row_tiles) << at;
     EXPECT_EQ(int64_t(p.count(Opcode::kMemset)), 2 * n.keyless_tiles + 1) << at;  // + the alpha groups once
@@ -471,26 +470,27 @@ INSTANTIATE_TEST_SUITE_P(Shapes, AttentionStructure, ::testing::ValuesIn(kStruct
 // Causal skipping at Sq = Skv = 2048 on trn2 (1024-key blocks, 4 of a step's
 // 8 P^T chunks by DMA when it has more than 4 whole chunks): 16 Q tiles x 2
 // blocks = 32 steps of 10 matmuls (2 QK^T + 8 PV) without the mask. With it,
-// Q tile t (rows 128t..) sees keys [0, 128t + 128): in its diagonal block the
-// u = t mod 8 chunks all its rows see are an unmasked step (for u > 0;
-// ceil(u / 4) + u matmuls) and the last chunk a masked one (2 matmuls), and
-// tiles 8..15 add a full step of block 0: 2 (38 + 14) + 2 + 2 + 80 = 188
-// matmuls, 38 steps, 16 masked. P^T on TensorE: 32 x 4 = 128 without the
-// mask; with it 2 (10 + 6) + 16 + 8 x 4 = 80. P^T DMA transposes: without
-// the mask 16, one per pair of full steps; with it one per step with u > 4
-// (6) and, of the 8 full steps (schedule entries 15..22), pairs 16..21 (3)
-// and 15 and 22 alone: 11.
+// Q tile t (rows 128t..) sees keys [0, 128t + 128): its diagonal block is
+// one masked step of u + 1 chunks, u = t mod 8 (ceil((u + 1) / 4) + u + 1
+// matmuls: 12 + 36 over u = 0..7), and tiles 8..15 add a full step of block
+// 0: 2 x 48 + 80 = 176 matmuls, 24 steps, 16 masked. P^T on TensorE: 32 x 4
+// = 128 without the mask; with it the diagonal steps' u + 1 chunks, but 4
+// where u + 1 > 4 (2 x (10 + 10)), and 8 x 4: 72. P^T DMA transposes:
+// without the mask 16, one per pair of full steps; with it, in schedule
+// order (block 0: tiles 0..7 diagonal, 8..15 full; block 1: tiles 8..15
+// diagonal), one per diagonal step with u = 4..6 (6), the full pairs 8..15
+// (4), and the u = 7 steps 7 and 23 (full, but their partners are not): 12.
 TEST(Attention, CausalSkipsKeysNoRowSees) {
   Case c{1, 1, 1, 2048, 2048, 64, false, DType::kBF16};
   const Program full = program_for(kTrn2, c);
   c.causal = true;
   const Program causal = program_for(kTrn2, c);
   EXPECT_EQ(full.count(Opcode::kMatmul), 320u);
-  EXPECT_EQ(causal.count(Opcode::kMatmul), 188u);
+  EXPECT_EQ(causal.count(Opcode::kMatmul), 176u);
   EXPECT_EQ(full.count(Opcode::kTranspose), 128u);
-  EXPECT_EQ(causal.count(Opcode::kTranspose), 80u);
+  EXPECT_EQ(causal.count(Opcode::kTranspose), 72u);
   EXPECT_EQ(full.count(Opcode::kDmaTranspose), 16u + 2u + 16u);  // Q^T per tile, K^T per block, P^T
-  EXPECT_EQ(causal.count(Opcode::kDmaTranspose), 16u + 2u + 11u);
+  EXPECT_EQ(causal.count(Opcode::kDmaTranspose), 16u + 2u + 12u);
   EXPECT_EQ(full.count(Opcode::kAffineSelect), 0u);
   EXPECT_EQ(causal.count(Opcode::kAffineSelect), 16u);
   EXPECT_LT(causal.instrs.size() * 10, full.instrs.size() * 9);
@@ -507,8 +507,8 @@ TEST(Attention, CapacityIsIndependentOfSkv) {
       EXPECT_LE(large.sbuf_peak_bytes, t->sbuf_partition_bytes) << t->name;
       EXPECT_EQ(small.psum_peak_banks, large.psum_peak_banks) << t->name;
       EXPECT_LE(large.psum_peak_banks, t->psum_banks) << t->name;
-      // 256 PV chunks and 64 QK^T sub-tiles, one more where the diagonal splits the last block.
-      EXPECT_EQ(large.count(Opcode::kMatmul), 256u + 65u) << t->name;
+      // 256 PV chunks and 64 QK^T sub-tiles (the diagonal's masked keys share their block's step).
+      EXPECT_EQ(large.count(Opcode::kMatmul), 256u + 64u) << t->name;
     }
 }
 
