@@ -137,7 +137,12 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   const int64_t qblocks = (p.q_tiles + p.q_tiles_per_item - 1) / p.q_tiles_per_item;
   auto q_tiles_of = [&](int64_t item) {
     std::vector<QTile> tl(static_cast<size_t>(G));
-    const int64_t hkv = item / qblocks % sh.hkv, qb = item % qblocks;
+    // Q blocks run in snake order across (batch, kv head) groups: causal
+    // items grow with qb, and round-robin dealing would otherwise give the
+    // same instance the same qb in every group (all the light or all the
+    // heavy items with two instances and two blocks).
+    const int64_t hkv = item / qblocks % sh.hkv, grp = item / qblocks;
+    const int64_t qb = grp % 2 ? qblocks - 1 - item % qblocks : item % qblocks;
     for (int64_t g = 0; g < G; ++g) {  // g = (Q tile of the block) x group + head of the group
       QTile& x = tl[size_t(g)];
       x.h = hkv * group + g % group;
