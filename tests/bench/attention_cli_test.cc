@@ -5,9 +5,7 @@
 // profile work.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -16,39 +14,18 @@
 #include <attention_golden.h>
 
 #include "../../bench/npy.h"
+#include "cli_harness.h"
 
 namespace ncore {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int rc;
-  std::string out;  // stdout and stderr
-};
+using cli_test::ncore_cli;
+using cli_test::Result;
 
-Result ncore_cli(const std::string& args) {
-  const std::string cmd = std::string(NCORE_BIN_DIR) + "/ncore " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return {-1, "popen failed"};
-  std::string out;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-class AttentionCli : public ::testing::Test {
+class AttentionCli : public cli_test::ScratchDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("ncore_attention_cli_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
   // U(-1, 1) values of `shape` into name.npy; returns the values.
   std::vector<float> write_random(const std::string& name, const std::vector<int64_t>& shape,
                                   uint64_t seed) {
@@ -61,8 +38,6 @@ class AttentionCli : public ::testing::Test {
     npy::write(path(name), shape, v.data());
     return v;
   }
-
-  fs::path dir_;
 };
 
 std::vector<float> rounded(std::vector<float> v, DType dt) {
@@ -206,9 +181,7 @@ TEST_F(AttentionCli, CheckAsmBenchAndProfile) {
   const std::string trace = path("trace.json");
   r = ncore_cli("profile attention --sq 300 --d 64 --causal --target trn2 --trace " + trace);
   ASSERT_EQ(r.rc, 0) << r.out;
-  std::ifstream f(trace);
-  const auto t = nlohmann::json::parse(f);
-  EXPECT_FALSE(t.empty());
+  EXPECT_GT(cli_test::complete_trace_events(trace), 10u);
 }
 
 }  // namespace

@@ -3,9 +3,7 @@
 // trn2; every bad input exits 2 with a message and leaves no output file.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -16,39 +14,18 @@
 #include <golden.h>
 
 #include "../../bench/npy.h"
+#include "cli_harness.h"
 
 namespace ncore {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int rc;
-  std::string out;  // stdout and stderr
-};
+using cli_test::ncore_cli;
+using cli_test::Result;
 
-Result ncore_cli(const std::string& args) {
-  const std::string cmd = std::string(NCORE_BIN_DIR) + "/ncore " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return {-1, "popen failed"};
-  std::string out;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-class CliTest : public ::testing::Test {
+class CliTest : public cli_test::ScratchDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("ncore_cli_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
   std::string write_matrix(const std::string& name, int64_t rows, int64_t cols, uint64_t seed) {
     std::mt19937_64 rng(seed);
     std::uniform_real_distribution<float> u(-1.0f, 1.0f);
@@ -72,8 +49,6 @@ class CliTest : public ::testing::Test {
     f += std::string(data_bytes, '\0');
     write_bytes(name, f);
   }
-
-  fs::path dir_;
 };
 
 // Rounds like `--dtype`: the golden sees exactly the values the kernel sees.
@@ -219,12 +194,7 @@ TEST_F(CliTest, DeviceBenchProfileAndCalibrate) {
   const std::string trace = path("trace.json");
   r = ncore_cli("profile gemm --m 200 --n 600 --k 300 --target trn1 --trace " + trace);
   ASSERT_EQ(r.rc, 0) << r.out;
-  std::ifstream f(trace);
-  const auto t = nlohmann::json::parse(f);
-  const auto& events = t.is_array() ? t : t["traceEvents"];
-  size_t complete = 0;
-  for (const auto& e : events) complete += e.value("ph", "") == "X";
-  EXPECT_GT(complete, 10u);
+  EXPECT_GT(cli_test::complete_trace_events(trace), 10u);
   EXPECT_EQ(ncore_cli("profile gemm --m 2 --n 2 --k 2 --target cpu --trace " + trace).rc, 2);
 
   r = ncore_cli("calibrate --json");

@@ -5,10 +5,7 @@
 // a message naming the operand and leaves no output file.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -18,39 +15,18 @@
 #include <ncore/kernels/norm.h>
 
 #include "../../bench/npy.h"
+#include "cli_harness.h"
 
 namespace ncore {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int rc;
-  std::string out;  // stdout and stderr
-};
+using cli_test::ncore_cli;
+using cli_test::Result;
 
-Result ncore_cli(const std::string& args) {
-  const std::string cmd = std::string(NCORE_BIN_DIR) + "/ncore " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return {-1, "popen failed"};
-  std::string out;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-class NormCliTest : public ::testing::Test {
+class NormCliTest : public cli_test::ScratchDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("ncore_norm_cli_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
   std::string write(const std::string& name, const std::vector<int64_t>& shape, uint64_t seed,
                     float lo = -2.0f, float hi = 2.0f) {
     std::mt19937_64 rng(seed);
@@ -74,8 +50,6 @@ class NormCliTest : public ::testing::Test {
     f += std::string(data_bytes, '\0');
     std::ofstream(path(name), std::ios::binary) << f;
   }
-
-  fs::path dir_;
 };
 
 std::vector<float> rounded(const std::vector<float>& v, DType dt) {
@@ -219,12 +193,7 @@ TEST_F(NormCliTest, DeviceBenchAndProfile) {
   const std::string trace = path("trace.json");
   r = ncore_cli("profile rmsnorm --rows 512 --d 1024 --target trn1 --trace " + trace);
   ASSERT_EQ(r.rc, 0) << r.out;
-  std::ifstream f(trace);
-  const auto t = nlohmann::json::parse(f);
-  const auto& events = t.is_array() ? t : t["traceEvents"];
-  size_t complete = 0;
-  for (const auto& e : events) complete += e.value("ph", "") == "X";
-  EXPECT_GT(complete, 10u);
+  EXPECT_GT(cli_test::complete_trace_events(trace), 10u);
   EXPECT_EQ(ncore_cli("profile layernorm --rows 2 --d 2 --target cpu --trace " + trace).rc, 2);
 }
 
