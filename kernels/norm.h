@@ -119,6 +119,31 @@ inline std::vector<BlockStep> block_steps(size_t tiles, int64_t d, int64_t block
   return steps;
 }
 
+// Streamed D: per row tile a statistics pass over its blocks, then a
+// normalising pass that reloads them, every block load issued bufs - 1
+// steps early (pipeline()). load(slot, rt, b0, len) loads a block into X
+// buffer `slot`; stats(ss, rt, slot, b0, len) folds it into statistics slot
+// ss, finish(ss, n) after the tile's last block; normalise(ss, rt, slot, b0,
+// len) is the second pass.
+template <class Load, class Stats, class Finish, class Normalise>
+void stream_blocks(const std::vector<RowTile>& tiles, int64_t d, int64_t block, int bufs, Load&& load,
+                   Stats&& stats, Finish&& finish, Normalise&& normalise) {
+  const std::vector<BlockStep> steps = block_steps(tiles.size(), d, block);
+  const size_t nb = size_t(bufs);
+  pipeline(
+      steps.size(), bufs, 0,
+      [&](size_t k) { load(k % nb, tiles[steps[k].tile], steps[k].b0, steps[k].len); },
+      [](size_t) {},
+      [&](size_t k) {
+        const BlockStep& st = steps[k];
+        const RowTile& rt = tiles[st.tile];
+        const size_t ss = st.tile % kStatSlots;
+        if (st.normalise) return normalise(ss, rt, k % nb, st.b0, st.len);
+        stats(ss, rt, k % nb, st.b0, st.len);
+        if (st.last) finish(ss, rt.n);
+      });
+}
+
 // Calls f(c0, len) for the instruction-sized pieces of [b0, b0 + n).
 template <class F>
 void for_pieces(int64_t b0, int64_t n, int64_t op_chunk, F&& f) {
@@ -283,6 +308,11 @@ void layernorm(Nc& nc, const HbmTensor& y, const HbmTensor& x, const HbmTensor& 
     nc.dma(y_rows(rt).slice(1, b0, b0 + len), out);
   };
 
+  // Block [b0, b0 + len) of a row tile into X buffer `slot` (streamed plans).
+  auto load_block = [&](size_t slot, const RowTile& rt, int64_t b0, int64_t len) {
+    nc.dma(x_tile(slot, rt.n, len), x_rows(rt).slice(1, b0, b0 + len));
+    load_params();
+  };
   if (p.resident) {
     const size_t nb = size_t(p.bufs);
     // The VectorE statistics run a tile ahead: VectorE does them while ScalarE
@@ -303,30 +333,16 @@ void layernorm(Nc& nc, const HbmTensor& y, const HbmTensor& x, const HbmTensor& 
         });
     return;
   }
-  // Streamed: a statistics pass over the blocks, then a normalising pass that
-  // reloads them, every block load issued bufs - 1 steps early (pipeline()).
-  const std::vector<BlockStep> steps = block_steps(tiles.size(), D, p.block);
-  const size_t nb = size_t(p.bufs);
-  pipeline(
-      steps.size(), p.bufs, 0,
-      [&](size_t k) {
-        const BlockStep& st = steps[k];
-        const RowTile& rt = tiles[st.tile];
-        nc.dma(x_tile(k % nb, rt.n, st.len), x_rows(rt).slice(1, st.b0, st.b0 + st.len));
-        load_params();
+  stream_blocks(
+      tiles, D, p.block, p.bufs, load_block,
+      [&](size_t ss, const RowTile& rt, size_t slot, int64_t b0, int64_t len) {
+        stats_of(ss, rt.n, x_tile(slot, rt.n, len), b0, len);
       },
-      [](size_t) {},
-      [&](size_t k) {
-        const BlockStep& st = steps[k];
-        const RowTile& rt = tiles[st.tile];
-        const size_t ss = st.tile % kStatSlots;
-        if (st.normalise) return normalise(ss, rt, k % nb, st.b0, st.len);
-        stats_of(ss, rt.n, x_tile(k % nb, rt.n, st.len), st.b0, st.len);
-        if (st.last) {
-          aggregate(ss, rt.n);
-          scalars(ss, rt.n);
-        }
-      });
+      [&](size_t ss, int n) {
+        aggregate(ss, n);
+        scalars(ss, n);
+      },
+      normalise);
 }
 
 // Y = X * rsqrt(mean(X^2) + eps) * gamma over the last dim. X [..., D] f32 or
@@ -434,6 +450,11 @@ void rmsnorm(Nc& nc, const HbmTensor& y, const HbmTensor& x, const HbmTensor& ga
     nc.dma(y_rows(rt).slice(1, b0, b0 + len), out);
   };
 
+  // Block [b0, b0 + len) of a row tile into X buffer `slot` (streamed plans).
+  auto load_block = [&](size_t slot, const RowTile& rt, int64_t b0, int64_t len) {
+    nc.dma(x_tile(slot, rt.n, len), x_rows(rt).slice(1, b0, b0 + len));
+    load_params();
+  };
   if (p.resident) {
     const size_t nb = size_t(p.bufs);
     // No skew: ScalarE computes the statistics and the first step alike.
@@ -450,25 +471,12 @@ void rmsnorm(Nc& nc, const HbmTensor& y, const HbmTensor& x, const HbmTensor& ga
         [&](size_t k) { normalise(k % kStatSlots, tiles[k], k % nb, 0, D); });
     return;
   }
-  const std::vector<BlockStep> steps = block_steps(tiles.size(), D, p.block);
-  const size_t nb = size_t(p.bufs);
-  pipeline(
-      steps.size(), p.bufs, 0,
-      [&](size_t k) {
-        const BlockStep& st = steps[k];
-        const RowTile& rt = tiles[st.tile];
-        nc.dma(x_tile(k % nb, rt.n, st.len), x_rows(rt).slice(1, st.b0, st.b0 + st.len));
-        load_params();
+  stream_blocks(
+      tiles, D, p.block, p.bufs, load_block,
+      [&](size_t ss, const RowTile& rt, size_t slot, int64_t b0, int64_t len) {
+        squares(ss, rt.n, slot, b0, len);
       },
-      [](size_t) {},
-      [&](size_t k) {
-        const BlockStep& st = steps[k];
-        const RowTile& rt = tiles[st.tile];
-        const size_t ss = st.tile % kStatSlots;
-        if (st.normalise) return normalise(ss, rt, k % nb, st.b0, st.len);
-        squares(ss, rt.n, k % nb, st.b0, st.len);
-        if (st.last) finish_stats(ss, rt.n);
-      });
+      finish_stats, normalise);
 }
 
 }  // namespace ncore
