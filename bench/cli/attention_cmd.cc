@@ -180,8 +180,7 @@ void register_attention(const Commands& cmds, int& exit_code) {
   run->add_option("--lse", ra->lse, "LSE (Q's shape without D) float32 .npy to write");
   run->add_flag("--causal", ra->causal, "causal mask, bottom-right aligned (query i sees keys j <= i + Skv - Sq)");
   run->add_option("--scale", ra->scale, "softmax scale (default 1/sqrt(D))");
-  run->add_option("--target", ra->target, "cpu or a device target (interpreted)")
-      ->check(CLI::IsMember(target_names()));
+  add_target(run, ra->target, TargetUse::kRun);
   run->add_option("--dtype", ra->dtype, "input dtype (inputs are rounded to it, RNE)")
       ->check(CLI::IsMember({"f32", "bf16"}));
   run->callback([ra, &exit_code] {
@@ -220,12 +219,10 @@ void register_attention(const Commands& cmds, int& exit_code) {
   auto ca = std::make_shared<CheckArgs>();
   CLI::App* check = cmds.check->add_subcommand("attention", "random attention, every path vs float64 golden");
   add_shape(check, ca->s);
-  check->add_option("--target", ca->target, "device target checked beside cpu (cpu: cpu only)")
-      ->check(CLI::IsMember(target_names()));
+  add_target(check, ca->target, TargetUse::kCheck);
   check->add_option("--seed", ca->seed, "input seed");
   check->callback([ca, &exit_code] {
-    std::vector<std::string> paths = {"cpu"};
-    if (ca->target != "cpu") paths.push_back(ca->target);
+    const std::vector<std::string> paths = check_paths(ca->target);
     exit_code = check_attention(ca->s, paths, ca->seed);
   });
 
@@ -237,7 +234,7 @@ void register_attention(const Commands& cmds, int& exit_code) {
   auto aa = std::make_shared<AsmArgs>();
   CLI::App* asm_ = cmds.asm_->add_subcommand("attention", "print the device program listing");
   add_shape(asm_, aa->s);
-  asm_->add_option("--target", aa->target, "device target")->check(CLI::IsMember(device_target_names()));
+  add_target(asm_, aa->target, TargetUse::kDevice);
   asm_->callback([aa, &exit_code] {
     std::cout << listing(attention_program(aa->target, aa->s));
     exit_code = kExitOk;
@@ -254,8 +251,7 @@ void register_attention(const Commands& cmds, int& exit_code) {
   CLI::App* bench = cmds.bench->add_subcommand(
       "attention", "CPU attention throughput (median of runs), or the modelled device figures");
   add_shape(bench, ba->s);
-  bench->add_option("--target", ba->target, "cpu (measured) or a device target (modelled)")
-      ->check(CLI::IsMember(target_names()));
+  add_target(bench, ba->target, TargetUse::kBench);
   bench->add_option("--threads", ba->threads, "SPMD program instances (threads)")->check(CLI::Range(1, 256));
   bench->add_flag("--json", ba->json, "print one JSON object");
   bench->callback([ba, &exit_code] {
@@ -292,7 +288,7 @@ void register_attention(const Commands& cmds, int& exit_code) {
   auto pa = std::make_shared<ProfileArgs>();
   CLI::App* profile = cmds.profile->add_subcommand("attention", "model the program, write a trace");
   add_shape(profile, pa->s);
-  profile->add_option("--target", pa->target, "device target")->check(CLI::IsMember(device_target_names()));
+  add_target(profile, pa->target, TargetUse::kDevice);
   profile->add_option("--trace", pa->trace, "Chrome trace-event JSON to write")->required();
   profile->callback([pa, &exit_code] {
     exit_code = profile_device("attention", attention_program(pa->target, pa->s, /*lse=*/false), pa->trace);

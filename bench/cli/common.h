@@ -33,6 +33,25 @@ inline const std::vector<std::string>& device_target_names() {
   return names;
 }
 
+// The --target option of each subcommand, worded and checked one way for
+// every kernel: run (cpu or an interpreted device), check (a device beside
+// cpu), bench (cpu measured or a device modelled), asm / profile (a device).
+enum class TargetUse { kRun, kCheck, kBench, kDevice };
+inline void add_target(CLI::App* app, std::string& target, TargetUse use) {
+  const char* help = use == TargetUse::kRun     ? "cpu or a device target (interpreted)"
+                     : use == TargetUse::kCheck ? "device target checked beside cpu (cpu: cpu only)"
+                     : use == TargetUse::kBench ? "cpu (measured) or a device target (modelled)"
+                                                : "device target";
+  app->add_option("--target", target, help)
+      ->check(CLI::IsMember(use == TargetUse::kDevice ? device_target_names() : target_names()));
+}
+// The paths `check` runs: the CPU, and the --target device beside it.
+inline std::vector<std::string> check_paths(const std::string& target) {
+  std::vector<std::string> paths = {"cpu"};
+  if (target != "cpu") paths.push_back(target);
+  return paths;
+}
+
 inline std::vector<float> random_uniform(int64_t n, uint64_t seed, float lo = -1.0f,
                                          float hi = 1.0f) {
   std::mt19937_64 rng(seed);

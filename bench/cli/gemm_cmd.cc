@@ -126,8 +126,7 @@ void register_gemm(const Commands& cmds, int& exit_code) {
   run->add_flag("--a-transposed", ra->a_transposed, "A is given as A^T [K, M] (NKI's lhsT)");
   run->add_option("--b", ra->b, "B [K, N] float32 .npy")->required();
   run->add_option("--out", ra->out, "C [M, N] float32 .npy to write")->required();
-  run->add_option("--target", ra->target, "cpu or a device target (interpreted)")
-      ->check(CLI::IsMember(target_names()));
+  add_target(run, ra->target, TargetUse::kRun);
   add_dtype(run, ra->dtype);
   run->callback([ra, &exit_code] {
     const npy::Array a = npy::read(ra->a), b = npy::read(ra->b);
@@ -157,12 +156,10 @@ void register_gemm(const Commands& cmds, int& exit_code) {
   CLI::App* check = cmds.check->add_subcommand("gemm", "random GEMM, every path vs float64 golden");
   add_shape(check, ca->s);
   add_dtype(check, ca->dtype);
-  check->add_option("--target", ca->target, "device target checked beside cpu (cpu: cpu only)")
-      ->check(CLI::IsMember(target_names()));
+  add_target(check, ca->target, TargetUse::kCheck);
   check->add_option("--seed", ca->seed, "input seed");
   check->callback([ca, &exit_code] {
-    std::vector<std::string> paths = {"cpu"};
-    if (ca->target != "cpu") paths.push_back(ca->target);
+    const std::vector<std::string> paths = check_paths(ca->target);
     exit_code = check_gemm(ca->s.m, ca->s.n, ca->s.k, parse_gemm_dtype(ca->dtype), paths, ca->seed,
                            ca->s.a_transposed);
   });
@@ -176,8 +173,7 @@ void register_gemm(const Commands& cmds, int& exit_code) {
   CLI::App* asm_ = cmds.asm_->add_subcommand("gemm", "print the device program listing");
   add_shape(asm_, aa->s);
   add_dtype(asm_, aa->dtype);
-  asm_->add_option("--target", aa->target, "device target")
-      ->check(CLI::IsMember(device_target_names()));
+  add_target(asm_, aa->target, TargetUse::kDevice);
   asm_->callback([aa, &exit_code] {
     std::cout << listing(gemm_program(aa->target, aa->s, parse_gemm_dtype(aa->dtype)));
     exit_code = kExitOk;
@@ -195,8 +191,7 @@ void register_gemm(const Commands& cmds, int& exit_code) {
       "gemm", "CPU GEMM throughput (median of runs), or the modelled device figures");
   add_shape(bench, ba->s);
   add_dtype(bench, ba->dtype);
-  bench->add_option("--target", ba->target, "cpu (measured) or a device target (modelled)")
-      ->check(CLI::IsMember(target_names()));
+  add_target(bench, ba->target, TargetUse::kBench);
   bench->add_option("--threads", ba->threads, "SPMD program instances (threads)")
       ->check(CLI::Range(1, 256));
   bench->add_flag("--json", ba->json, "print one JSON object");
@@ -236,8 +231,7 @@ void register_gemm(const Commands& cmds, int& exit_code) {
   CLI::App* profile = cmds.profile->add_subcommand("gemm", "model the program, write a trace");
   add_shape(profile, pa->s);
   add_dtype(profile, pa->dtype);
-  profile->add_option("--target", pa->target, "device target")
-      ->check(CLI::IsMember(device_target_names()));
+  add_target(profile, pa->target, TargetUse::kDevice);
   profile->add_option("--trace", pa->trace, "Chrome trace-event JSON to write")->required();
   profile->callback([pa, &exit_code] {
     exit_code = profile_device(

@@ -172,8 +172,7 @@ void register_one(const Commands& cmds, int& exit_code, NormKind kind) {
   run->add_option("--gamma", ra->gamma, "gamma [D] float32 .npy")->required();
   if (ln) run->add_option("--beta", ra->beta, "beta [D] float32 .npy")->required();
   run->add_option("--out", ra->out, "Y (X's shape) float32 .npy to write")->required();
-  run->add_option("--target", ra->target, "cpu or a device target (interpreted)")
-      ->check(CLI::IsMember(target_names()));
+  add_target(run, ra->target, TargetUse::kRun);
   add_dtype(run, ra->dtype);
   add_eps(run, ra->eps);
   run->callback([ra, kind, &exit_code] {
@@ -196,12 +195,10 @@ void register_one(const Commands& cmds, int& exit_code, NormKind kind) {
   add_shape(check, ca->s);
   add_dtype(check, ca->dtype);
   add_eps(check, ca->eps);
-  check->add_option("--target", ca->target, "device target checked beside cpu (cpu: cpu only)")
-      ->check(CLI::IsMember(target_names()));
+  add_target(check, ca->target, TargetUse::kCheck);
   check->add_option("--seed", ca->seed, "input seed");
   check->callback([ca, kind, &exit_code] {
-    std::vector<std::string> paths = {"cpu"};
-    if (ca->target != "cpu") paths.push_back(ca->target);
+    const std::vector<std::string> paths = check_paths(ca->target);
     exit_code = check_norm(kind, ca->s.rows, ca->s.d, parse_dtype_arg(ca->dtype), ca->eps, paths,
                            ca->seed);
   });
@@ -215,7 +212,7 @@ void register_one(const Commands& cmds, int& exit_code, NormKind kind) {
   CLI::App* asm_ = cmds.asm_->add_subcommand(kname, "print the device program listing");
   add_shape(asm_, aa->s);
   add_dtype(asm_, aa->dtype);
-  asm_->add_option("--target", aa->target, "device target")->check(CLI::IsMember(device_target_names()));
+  add_target(asm_, aa->target, TargetUse::kDevice);
   asm_->callback([aa, kind, &exit_code] {
     std::cout << listing(norm_program(*find_target(aa->target), kind, aa->s.rows, aa->s.d,
                                       parse_dtype_arg(aa->dtype), kNormDefaultEps));
@@ -234,8 +231,7 @@ void register_one(const Commands& cmds, int& exit_code, NormKind kind) {
       kname, "CPU throughput (median of runs) or, with a device --target, the modelled time");
   add_shape(bench, ba->s);
   add_dtype(bench, ba->dtype);
-  bench->add_option("--target", ba->target, "cpu (measured) or a device target (modelled)")
-      ->check(CLI::IsMember(target_names()));
+  add_target(bench, ba->target, TargetUse::kBench);
   bench->add_option("--threads", ba->threads, "SPMD program instances (threads), cpu only")
       ->check(CLI::Range(1, 256));
   bench->add_flag("--json", ba->json, "print one JSON object");
@@ -277,8 +273,7 @@ void register_one(const Commands& cmds, int& exit_code, NormKind kind) {
   CLI::App* profile = cmds.profile->add_subcommand(kname, "Chrome trace of the modelled program");
   add_shape(profile, pa->s);
   add_dtype(profile, pa->dtype);
-  profile->add_option("--target", pa->target, "device target")
-      ->check(CLI::IsMember(device_target_names()));
+  add_target(profile, pa->target, TargetUse::kDevice);
   profile->add_option("--trace", pa->trace, "Chrome / Perfetto trace .json to write")->required();
   profile->callback([pa, kind, kname, &exit_code] {
     exit_code = profile_device(kname,
