@@ -28,8 +28,8 @@
 // (norm_psum_path): a tensor_tensor with one input in PSUM costs N, not 2N.
 //
 // Plans (plan_norm): a row tile is *resident* when all of D fits SBUF (on the
-// device: twice at least): X is read once, and three buffers let tile k+2
-// load and tile k-1 store while tile k computes. The program is software-pipelined in program
+// device: twice at least): X is read once, and three or four buffers let
+// tile k+2 load and tile k-1 store while tile k computes. The program is software-pipelined in program
 // order (pipeline()): a tile's load is issued two tiles early and its
 // statistics one tile early, so every engine's in-order queue has the next
 // tile's work behind this one's. Otherwise D is *streamed* in blocks
@@ -150,9 +150,10 @@ void for_pieces(int64_t b0, int64_t n, int64_t op_chunk, F&& f) {
   for (int64_t c = 0; c < n; c += op_chunk) f(b0 + c, std::min(op_chunk, n - c));
 }
 
-// A part of a split is a multiple of 16 elements (64 B of fp32, so both parts
-// start on the allocator's alignment) and at least 128: below that the fixed
-// instruction overheads outweigh the balance.
+// A part of a split is a multiple of 32 elements (64 B of bf16, 128 B of
+// fp32, so both parts start on the allocator's 64 B alignment whatever the
+// dtype) and at least 128: below that the fixed instruction overheads
+// outweigh the balance.
 inline constexpr int64_t kSplitAlign = 32;
 inline constexpr int64_t kSplitMin = 128;
 
