@@ -309,7 +309,7 @@ void layernorm(Nc& nc, const HbmTensor& y, const HbmTensor& x, const HbmTensor& 
     nc.dma(y_rows(rt).slice(1, b0, b0 + len), out);
   };
 
-  // Block [b0, b0 + len) of a row tile into X buffer `slot` (streamed plans).
+  // Block [b0, b0 + len) of a row tile into X buffer `slot` (all of D when resident).
   auto load_block = [&](size_t slot, const RowTile& rt, int64_t b0, int64_t len) {
     nc.dma(x_tile(slot, rt.n, len), x_rows(rt).slice(1, b0, b0 + len));
     load_params();
@@ -320,10 +320,7 @@ void layernorm(Nc& nc, const HbmTensor& y, const HbmTensor& x, const HbmTensor& 
     // computes this tile's (x - mean) * rstd, which this tile's tensor_tensor waits for.
     pipeline(
         tiles.size(), p.bufs, 1,
-        [&](size_t k) {
-          nc.dma(x_tile(k % nb, tiles[k].n, D), x_rows(tiles[k]));
-          load_params();
-        },
+        [&](size_t k) { load_block(k % nb, tiles[k], 0, D); },
         [&](size_t k) {
           stats_of(k % kStatSlots, tiles[k].n, x_tile(k % nb, tiles[k].n, D), 0, D);
           aggregate(k % kStatSlots, tiles[k].n);
@@ -451,7 +448,7 @@ void rmsnorm(Nc& nc, const HbmTensor& y, const HbmTensor& x, const HbmTensor& ga
     nc.dma(y_rows(rt).slice(1, b0, b0 + len), out);
   };
 
-  // Block [b0, b0 + len) of a row tile into X buffer `slot` (streamed plans).
+  // Block [b0, b0 + len) of a row tile into X buffer `slot` (all of D when resident).
   auto load_block = [&](size_t slot, const RowTile& rt, int64_t b0, int64_t len) {
     nc.dma(x_tile(slot, rt.n, len), x_rows(rt).slice(1, b0, b0 + len));
     load_params();
@@ -461,10 +458,7 @@ void rmsnorm(Nc& nc, const HbmTensor& y, const HbmTensor& x, const HbmTensor& ga
     // No skew: ScalarE computes the statistics and the first step alike.
     pipeline(
         tiles.size(), p.bufs, 0,
-        [&](size_t k) {
-          nc.dma(x_tile(k % nb, tiles[k].n, D), x_rows(tiles[k]));
-          load_params();
-        },
+        [&](size_t k) { load_block(k % nb, tiles[k], 0, D); },
         [&](size_t k) {
           squares(k % kStatSlots, tiles[k].n, k % nb, 0, D);
           finish_stats(k % kStatSlots, tiles[k].n);
