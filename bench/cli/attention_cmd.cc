@@ -14,11 +14,11 @@
 #include <optional>
 
 #include <attention_golden.h>
-#include <ncore/isa/emit/listing.h>
 #include <ncore/kernels/attention.h>
 
 #include "../npy.h"
 #include "common.h"
+#include "verbs.h"
 
 namespace ncore::cli {
 namespace {
@@ -89,9 +89,9 @@ auto attention_kernel(const AttnShape& s, bool lse) {
   };
 }
 
-Program attention_program(const std::string& target, const AttnShape& s, bool lse = true) {
+Program attention_program(const Target& target, const AttnShape& s, bool lse = true) {
   float dummy = 0.0f;
-  return build_program(*find_target(target), attention_io(s, &dummy, &dummy, &dummy, &dummy, lse ? &dummy : nullptr),
+  return build_program(target, attention_io(s, &dummy, &dummy, &dummy, &dummy, lse ? &dummy : nullptr),
                        attention_kernel(s, lse));
 }
 
@@ -210,89 +210,30 @@ void register_attention(const Commands& cmds, int& exit_code) {
     exit_code = kExitOk;
   });
 
-  // ---- check ----
-  struct CheckArgs {
-    AttnShape s;
-    std::string target = "trn2";
-    uint64_t seed = 1;
-  };
-  auto ca = std::make_shared<CheckArgs>();
-  CLI::App* check = cmds.check->add_subcommand("attention", "random attention, every path vs float64 golden");
-  add_shape(check, ca->s);
-  add_target(check, ca->target, TargetUse::kCheck);
-  check->add_option("--seed", ca->seed, "input seed");
-  check->callback([ca, &exit_code] {
-    const std::vector<std::string> paths = check_paths(ca->target);
-    exit_code = check_attention(ca->s, paths, ca->seed);
-  });
-
-  // ---- asm ----
-  struct AsmArgs {
-    AttnShape s;
-    std::string target = "trn2";
-  };
-  auto aa = std::make_shared<AsmArgs>();
-  CLI::App* asm_ = cmds.asm_->add_subcommand("attention", "print the device program listing");
-  add_shape(asm_, aa->s);
-  add_target(asm_, aa->target, TargetUse::kDevice);
-  asm_->callback([aa, &exit_code] {
-    std::cout << listing(attention_program(aa->target, aa->s));
-    exit_code = kExitOk;
-  });
-
-  // ---- bench ----
-  struct BenchArgs {
-    AttnShape s;
-    std::string target = "cpu";
-    int threads = 1;
-    bool json = false;
-  };
-  auto ba = std::make_shared<BenchArgs>();
-  CLI::App* bench = cmds.bench->add_subcommand(
-      "attention", "CPU attention throughput (median of runs), or the modelled device figures");
-  add_shape(bench, ba->s);
-  add_target(bench, ba->target, TargetUse::kBench);
-  bench->add_option("--threads", ba->threads, "SPMD program instances (threads)")->check(CLI::Range(1, 256));
-  bench->add_flag("--json", ba->json, "print one JSON object");
-  bench->callback([ba, &exit_code] {
-    const AttnShape& s = ba->s;
-    if (ba->target != "cpu") {
-      exit_code = bench_device("attention", attention_program(ba->target, s, /*lse=*/false), s.json(), ba->json);
-      return;
-    }
-    Problem p = make_problem(s, random_uniform(s.b * s.hq * s.sq * s.d, 1),
-                             random_uniform(s.b * s.kv_heads() * s.keys() * s.d, 2),
-                             random_uniform(s.b * s.kv_heads() * s.keys() * s.d, 3));
-    // Large problems take seconds a run: at least 3 runs, else a 2 s budget.
-    const double ms = median_ms([&] { run_attention("cpu", p, /*lse=*/false, ba->threads); }, 3, 2.0);
-    const double gflops = s.flops() / (ms * 1e6);
-    if (ba->json) {
-      nlohmann::json j = s.json();
-      j.update({{"kernel", "attention"}, {"target", "cpu"}, {"threads", ba->threads},
-                {"median_ms", ms}, {"gflops", gflops}});
-      std::cout << j.dump() << "\n";
-    } else {
-      std::printf("attention b%ld hq%ld hkv%ld sq%ld skv%ld d%ld%s %s cpu threads=%d: median %.3f ms, "
-                  "%.1f GFLOP/s\n",
-                  long(s.b), long(s.hq), long(s.kv_heads()), long(s.sq), long(s.keys()), long(s.d),
-                  s.causal ? " causal" : "", s.dtype.c_str(), ba->threads, ms, gflops);
-    }
-    exit_code = kExitOk;
-  });
-
-  // ---- profile ----
-  struct ProfileArgs {
-    AttnShape s;
-    std::string target = "trn2", trace;
-  };
-  auto pa = std::make_shared<ProfileArgs>();
-  CLI::App* profile = cmds.profile->add_subcommand("attention", "model the program, write a trace");
-  add_shape(profile, pa->s);
-  add_target(profile, pa->target, TargetUse::kDevice);
-  profile->add_option("--trace", pa->trace, "Chrome trace-event JSON to write")->required();
-  profile->callback([pa, &exit_code] {
-    exit_code = profile_device("attention", attention_program(pa->target, pa->s, /*lse=*/false), pa->trace);
-  });
+  register_shape_verbs<AttnShape>(
+      cmds, exit_code,
+      {.name = "attention",
+       .what = "attention",
+       .add_shape = add_shape,
+       .program = [](const Target& t, const AttnShape& s) { return attention_program(t, s, /*lse=*/false); },
+       .check = [](const AttnShape& s, const std::vector<std::string>& paths, uint64_t seed) {
+         return check_attention(s, paths, seed);
+       },
+       .cpu_ms = [](const AttnShape& s, int threads) {
+         Problem p = make_problem(s, random_uniform(s.b * s.hq * s.sq * s.d, 1),
+                                  random_uniform(s.b * s.kv_heads() * s.keys() * s.d, 2),
+                                  random_uniform(s.b * s.kv_heads() * s.keys() * s.d, 3));
+         // Large problems take seconds a run: at least 3 runs, else a 2 s budget.
+         return median_ms([&] { run_attention("cpu", p, /*lse=*/false, threads); }, 3, 2.0);
+       },
+       .rate = [](const AttnShape& s, double ms) { return s.flops() / (ms * 1e6); },
+       .rate_key = "gflops",
+       .rate_unit = "GFLOP/s",
+       .json = [](const AttnShape& s) { return s.json(); },
+       .label = [](const AttnShape& s) {
+         return cat("b", s.b, " hq", s.hq, " hkv", s.kv_heads(), " sq", s.sq, " skv", s.keys(), " d", s.d,
+                    s.causal ? " causal " : " ", s.dtype);
+       }});
 }
 
 }  // namespace ncore::cli

@@ -1,15 +1,15 @@
-// `ncore run|check|asm|bench gemm`.
+// `ncore run|check|asm|bench|profile gemm`.
 #include <cstdio>
 #include <memory>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include <golden.h>
-#include <ncore/isa/emit/listing.h>
 #include <ncore/kernels/gemm.h>
 
 #include "../npy.h"
 #include "common.h"
+#include "verbs.h"
 
 namespace ncore::cli {
 namespace {
@@ -60,24 +60,25 @@ DType parse_gemm_dtype(const std::string& s) { return s == "bf16" ? DType::kBF16
 struct Shape {
   int64_t m = 0, n = 0, k = 0;
   bool a_transposed = false;
+  std::string dtype = "f32";
 };
 
 // The device program of an M x N x K GEMM with `dtype` inputs and f32 output.
-Program gemm_program(const std::string& target, const Shape& s, DType dtype) {
-  const GemmProblem p{s.m, s.n, s.k, dtype, s.a_transposed, {}, {}};
-  return build_program(*find_target(target), gemm_io(p, nullptr, nullptr, nullptr),
-                       gemm_kernel(s.a_transposed));
+Program gemm_program(const Target& target, const Shape& s) {
+  const GemmProblem p{s.m, s.n, s.k, parse_gemm_dtype(s.dtype), s.a_transposed, {}, {}};
+  return build_program(target, gemm_io(p, nullptr, nullptr, nullptr), gemm_kernel(s.a_transposed));
 }
 
+void add_dtype(CLI::App* app, std::string& dtype) {
+  app->add_option("--dtype", dtype, "input dtype (inputs are rounded to it, RNE)")
+      ->check(CLI::IsMember({"f32", "bf16"}));
+}
 void add_shape(CLI::App* app, Shape& s) {
   app->add_flag("--a-transposed", s.a_transposed, "A is given as A^T [K, M] (NKI's lhsT)");
   app->add_option("--m", s.m, "rows of A and C")->required()->check(CLI::PositiveNumber);
   app->add_option("--n", s.n, "columns of B and C")->required()->check(CLI::PositiveNumber);
   app->add_option("--k", s.k, "contraction size")->required()->check(CLI::PositiveNumber);
-}
-void add_dtype(CLI::App* app, std::string& dtype) {
-  app->add_option("--dtype", dtype, "input dtype (inputs are rounded to it, RNE)")
-      ->check(CLI::IsMember({"f32", "bf16"}));
+  add_dtype(app, s.dtype);
 }
 
 }  // namespace
@@ -146,98 +147,31 @@ void register_gemm(const Commands& cmds, int& exit_code) {
     exit_code = kExitOk;
   });
 
-  // ---- check ----
-  struct CheckArgs {
-    Shape s;
-    std::string dtype = "f32", target = "trn2";
-    uint64_t seed = 1;
-  };
-  auto ca = std::make_shared<CheckArgs>();
-  CLI::App* check = cmds.check->add_subcommand("gemm", "random GEMM, every path vs float64 golden");
-  add_shape(check, ca->s);
-  add_dtype(check, ca->dtype);
-  add_target(check, ca->target, TargetUse::kCheck);
-  check->add_option("--seed", ca->seed, "input seed");
-  check->callback([ca, &exit_code] {
-    const std::vector<std::string> paths = check_paths(ca->target);
-    exit_code = check_gemm(ca->s.m, ca->s.n, ca->s.k, parse_gemm_dtype(ca->dtype), paths, ca->seed,
-                           ca->s.a_transposed);
-  });
-
-  // ---- asm ----
-  struct AsmArgs {
-    Shape s;
-    std::string dtype = "f32", target = "trn2";
-  };
-  auto aa = std::make_shared<AsmArgs>();
-  CLI::App* asm_ = cmds.asm_->add_subcommand("gemm", "print the device program listing");
-  add_shape(asm_, aa->s);
-  add_dtype(asm_, aa->dtype);
-  add_target(asm_, aa->target, TargetUse::kDevice);
-  asm_->callback([aa, &exit_code] {
-    std::cout << listing(gemm_program(aa->target, aa->s, parse_gemm_dtype(aa->dtype)));
-    exit_code = kExitOk;
-  });
-
-  // ---- bench ----
-  struct BenchArgs {
-    Shape s;
-    std::string dtype = "f32", target = "cpu";
-    int threads = 1;
-    bool json = false;
-  };
-  auto ba = std::make_shared<BenchArgs>();
-  CLI::App* bench = cmds.bench->add_subcommand(
-      "gemm", "CPU GEMM throughput (median of runs), or the modelled device figures");
-  add_shape(bench, ba->s);
-  add_dtype(bench, ba->dtype);
-  add_target(bench, ba->target, TargetUse::kBench);
-  bench->add_option("--threads", ba->threads, "SPMD program instances (threads)")
-      ->check(CLI::Range(1, 256));
-  bench->add_flag("--json", ba->json, "print one JSON object");
-  bench->callback([ba, &exit_code] {
-    const DType dt = parse_gemm_dtype(ba->dtype);
-    const auto& s = ba->s;
-    if (ba->target != "cpu") {
-      exit_code = bench_device("gemm", gemm_program(ba->target, s, dt),
-                               {{"m", s.m}, {"n", s.n}, {"k", s.k}, {"dtype", ba->dtype},
-                                {"a_transposed", s.a_transposed}},
-                               ba->json);
-      return;
-    }
-    const GemmProblem p =
-        make_problem(s.m, s.n, s.k, dt, random_uniform(s.m * s.k, 1), random_uniform(s.k * s.n, 2),
-                     s.a_transposed);
-    const double ms = median_ms([&] { run_gemm("cpu", p, ba->threads); });
-    const double gflops = 2.0 * double(s.m) * double(s.n) * double(s.k) / (ms * 1e6);
-    if (ba->json) {
-      nlohmann::json j = {{"kernel", "gemm"}, {"target", "cpu"},   {"m", s.m},
-                          {"n", s.n},         {"k", s.k},          {"dtype", ba->dtype},
-                          {"threads", ba->threads}, {"median_ms", ms}, {"gflops", gflops}};
-      std::cout << j.dump() << "\n";
-    } else {
-      std::printf("gemm %ldx%ldx%ld %s cpu threads=%d: median %.3f ms, %.1f GFLOP/s\n", long(s.m),
-                  long(s.n), long(s.k), ba->dtype.c_str(), ba->threads, ms, gflops);
-    }
-    exit_code = kExitOk;
-  });
-
-  // ---- profile ----
-  struct ProfileArgs {
-    Shape s;
-    std::string dtype = "f32", target = "trn2", trace;
-  };
-  auto pa = std::make_shared<ProfileArgs>();
-  CLI::App* profile = cmds.profile->add_subcommand("gemm", "model the program, write a trace");
-  add_shape(profile, pa->s);
-  add_dtype(profile, pa->dtype);
-  add_target(profile, pa->target, TargetUse::kDevice);
-  profile->add_option("--trace", pa->trace, "Chrome trace-event JSON to write")->required();
-  profile->callback([pa, &exit_code] {
-    exit_code = profile_device(
-        "gemm", gemm_program(pa->target, pa->s, parse_gemm_dtype(pa->dtype)),
-        pa->trace);
-  });
+  register_shape_verbs<Shape>(
+      cmds, exit_code,
+      {.name = "gemm",
+       .what = "GEMM",
+       .add_shape = add_shape,
+       .program = gemm_program,
+       .check = [](const Shape& s, const std::vector<std::string>& paths, uint64_t seed) {
+         return check_gemm(s.m, s.n, s.k, parse_gemm_dtype(s.dtype), paths, seed, s.a_transposed);
+       },
+       .cpu_ms = [](const Shape& s, int threads) {
+         const GemmProblem p = make_problem(s.m, s.n, s.k, parse_gemm_dtype(s.dtype),
+                                            random_uniform(s.m * s.k, 1), random_uniform(s.k * s.n, 2),
+                                            s.a_transposed);
+         return median_ms([&] { run_gemm("cpu", p, threads); });
+       },
+       .rate = [](const Shape& s, double ms) { return 2.0 * double(s.m) * double(s.n) * double(s.k) / (ms * 1e6); },
+       .rate_key = "gflops",
+       .rate_unit = "GFLOP/s",
+       .json = [](const Shape& s) {
+         return nlohmann::json{{"m", s.m}, {"n", s.n}, {"k", s.k}, {"dtype", s.dtype},
+                               {"a_transposed", s.a_transposed}};
+       },
+       .label = [](const Shape& s) {
+         return cat(s.m, "x", s.n, "x", s.k, " ", s.dtype, s.a_transposed ? " A^T" : "");
+       }});
 }
 
 }  // namespace ncore::cli

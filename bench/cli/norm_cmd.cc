@@ -10,11 +10,11 @@
 #include <memory>
 
 #include <norm_golden.h>
-#include <ncore/isa/emit/listing.h>
 #include <ncore/kernels/norm.h>
 
 #include "../npy.h"
 #include "common.h"
+#include "verbs.h"
 
 namespace ncore::cli {
 namespace {
@@ -96,16 +96,6 @@ golden::MatF as_matrix(const std::vector<uint8_t>& enc, DType dt, int64_t rows, 
 
 DType parse_dtype_arg(const std::string& s) { return s == "bf16" ? DType::kBF16 : DType::kF32; }
 
-struct Shape {
-  int64_t rows = 0, d = 0;
-};
-
-void add_shape(CLI::App* app, Shape& s) {
-  app->add_option("--rows", s.rows, "rows of X (the product of its leading dims)")
-      ->required()
-      ->check(CLI::PositiveNumber);
-  app->add_option("--d", s.d, "D, the normalised last dim")->required()->check(CLI::PositiveNumber);
-}
 void add_dtype(CLI::App* app, std::string& dtype) {
   app->add_option("--dtype", dtype, "X, gamma, beta and Y dtype (inputs rounded to it, RNE)")
       ->check(CLI::IsMember({"f32", "bf16"}));
@@ -126,6 +116,21 @@ void add_eps(CLI::App* app, float& eps) {
       ->check(finite_non_negative);
 }
 
+
+struct Shape {
+  int64_t rows = 0, d = 0;
+  std::string dtype = "f32";
+  float eps = kNormDefaultEps;
+};
+
+void add_shape(CLI::App* app, Shape& s) {
+  app->add_option("--rows", s.rows, "rows of X (the product of its leading dims)")
+      ->required()
+      ->check(CLI::PositiveNumber);
+  app->add_option("--d", s.d, "D, the normalised last dim")->required()->check(CLI::PositiveNumber);
+  add_dtype(app, s.dtype);
+  add_eps(app, s.eps);
+}
 
 // The .npy inputs of `run`, checked with messages that name the operand.
 NormProblem read_problem(NormKind kind, const std::string& xf, const std::string& gf,
@@ -183,104 +188,30 @@ void register_one(const Commands& cmds, int& exit_code, NormKind kind) {
     exit_code = kExitOk;
   });
 
-  // ---- check ----
-  struct CheckArgs {
-    Shape s;
-    std::string dtype = "f32", target = "trn2";
-    float eps = kNormDefaultEps;
-    uint64_t seed = 1;
-  };
-  auto ca = std::make_shared<CheckArgs>();
-  CLI::App* check = cmds.check->add_subcommand(kname, "random " + kname + ", every path vs float64 golden");
-  add_shape(check, ca->s);
-  add_dtype(check, ca->dtype);
-  add_eps(check, ca->eps);
-  add_target(check, ca->target, TargetUse::kCheck);
-  check->add_option("--seed", ca->seed, "input seed");
-  check->callback([ca, kind, &exit_code] {
-    const std::vector<std::string> paths = check_paths(ca->target);
-    exit_code = check_norm(kind, ca->s.rows, ca->s.d, parse_dtype_arg(ca->dtype), ca->eps, paths,
-                           ca->seed);
-  });
-
-  // ---- asm ----
-  struct AsmArgs {
-    Shape s;
-    std::string dtype = "f32", target = "trn2";
-  };
-  auto aa = std::make_shared<AsmArgs>();
-  CLI::App* asm_ = cmds.asm_->add_subcommand(kname, "print the device program listing");
-  add_shape(asm_, aa->s);
-  add_dtype(asm_, aa->dtype);
-  add_target(asm_, aa->target, TargetUse::kDevice);
-  asm_->callback([aa, kind, &exit_code] {
-    std::cout << listing(norm_program(*find_target(aa->target), kind, aa->s.rows, aa->s.d,
-                                      parse_dtype_arg(aa->dtype), kNormDefaultEps));
-    exit_code = kExitOk;
-  });
-
-  // ---- bench ----
-  struct BenchArgs {
-    Shape s;
-    std::string dtype = "f32", target = "cpu";
-    int threads = 1;
-    bool json = false;
-  };
-  auto ba = std::make_shared<BenchArgs>();
-  CLI::App* bench = cmds.bench->add_subcommand(
-      kname, "CPU throughput (median of runs) or, with a device --target, the modelled time");
-  add_shape(bench, ba->s);
-  add_dtype(bench, ba->dtype);
-  add_target(bench, ba->target, TargetUse::kBench);
-  bench->add_option("--threads", ba->threads, "SPMD program instances (threads), cpu only")
-      ->check(CLI::Range(1, 256));
-  bench->add_flag("--json", ba->json, "print one JSON object");
-  bench->callback([ba, kind, kname, &exit_code] {
-    const DType dt = parse_dtype_arg(ba->dtype);
-    const auto& s = ba->s;
-    if (ba->target != "cpu") {
-      const nlohmann::json shape = {{"rows", s.rows}, {"d", s.d}, {"dtype", ba->dtype}};
-      exit_code = bench_device(kname, norm_program(*find_target(ba->target), kind, s.rows, s.d, dt,
-                                                   kNormDefaultEps),
-                               shape, ba->json);
-      return;
-    }
-    const NormProblem p = random_problem(kind, s.rows, s.d, dt, kNormDefaultEps, 1);
-    std::vector<uint8_t> y(p.x.size());
-    const auto io = io_of(p, y.data());
-    const double ms = median_ms([&] {
-      run_cpu(io, norm_kernel(kind, p.eps), {.threads = ba->threads});
-    });
-    const double gbps = 2.0 * double(p.x.size()) / (ms * 1e6);  // read X, write Y
-    if (ba->json) {
-      const nlohmann::json j = {{"kernel", kname},   {"target", "cpu"},    {"rows", s.rows},
-                                {"d", s.d},          {"dtype", ba->dtype}, {"threads", ba->threads},
-                                {"median_ms", ms},   {"gbps", gbps}};
-      std::cout << j.dump() << "\n";
-    } else {
-      std::printf("%s [%ld, %ld] %s cpu threads=%d: median %.3f ms, %.2f GB/s (X read + Y written)\n",
-                  kname.c_str(), long(s.rows), long(s.d), ba->dtype.c_str(), ba->threads, ms, gbps);
-    }
-    exit_code = kExitOk;
-  });
-
-  // ---- profile ----
-  struct ProfileArgs {
-    Shape s;
-    std::string dtype = "f32", target = "trn2", trace;
-  };
-  auto pa = std::make_shared<ProfileArgs>();
-  CLI::App* profile = cmds.profile->add_subcommand(kname, "Chrome trace of the modelled program");
-  add_shape(profile, pa->s);
-  add_dtype(profile, pa->dtype);
-  add_target(profile, pa->target, TargetUse::kDevice);
-  profile->add_option("--trace", pa->trace, "Chrome / Perfetto trace .json to write")->required();
-  profile->callback([pa, kind, kname, &exit_code] {
-    exit_code = profile_device(kname,
-                               norm_program(*find_target(pa->target), kind, pa->s.rows, pa->s.d,
-                                            parse_dtype_arg(pa->dtype), kNormDefaultEps),
-                               pa->trace);
-  });
+  register_shape_verbs<Shape>(
+      cmds, exit_code,
+      {.name = kname,
+       .what = kname,
+       .add_shape = add_shape,
+       .program = [kind](const Target& t, const Shape& s) {
+         return norm_program(t, kind, s.rows, s.d, parse_dtype_arg(s.dtype), s.eps);
+       },
+       .check = [kind](const Shape& s, const std::vector<std::string>& paths, uint64_t seed) {
+         return check_norm(kind, s.rows, s.d, parse_dtype_arg(s.dtype), s.eps, paths, seed);
+       },
+       .cpu_ms = [kind](const Shape& s, int threads) {
+         const NormProblem p = random_problem(kind, s.rows, s.d, parse_dtype_arg(s.dtype), s.eps, 1);
+         std::vector<uint8_t> y(p.x.size());
+         const auto io = io_of(p, y.data());
+         return median_ms([&] { run_cpu(io, norm_kernel(kind, p.eps), {.threads = threads}); });
+       },
+       .rate = [](const Shape& s, double ms) {  // read X, write Y
+         return 2.0 * double(s.rows * s.d * dtype_size(parse_dtype_arg(s.dtype))) / (ms * 1e6);
+       },
+       .rate_key = "gbps",
+       .rate_unit = "GB/s (X read + Y written)",
+       .json = [](const Shape& s) { return nlohmann::json{{"rows", s.rows}, {"d", s.d}, {"dtype", s.dtype}}; },
+       .label = [](const Shape& s) { return cat("[", s.rows, ", ", s.d, "] ", s.dtype); }});
 }
 
 }  // namespace
