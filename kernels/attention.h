@@ -27,9 +27,10 @@
 //
 // Engines: DMA loads Q^T and K^T transposed (dma_transpose where the target
 // has it, else natural loads + TensorE transposes) and V naturally, and on
-// trn2 transposes part of P; TensorE runs QK^T, the other P transposes and
-// PV; VectorE the row max, the running max's update (a min: GpSimd only
-// adds and multiplies) and o += pv; ScalarE the exps (P with its row sum;
+// trn2 transposes part of P (on the CPU path all of it: the host plan);
+// TensorE runs QK^T, the other P transposes and PV; VectorE the row max,
+// the running max's update (a min: GpSimd only adds and multiplies) and
+// o += pv; ScalarE the exps (P with its row sum;
 // 4 steps' alphas at once), 1 / l and log l, and the P^T evacuation from
 // PSUM; GpSimd (which cannot read PSUM) the causal mask (affine_select), the
 // other [P, 1] state updates, o *= alpha and O = o * (1 / l).
@@ -51,8 +52,9 @@
 // every Q tile of the item. Items are dealt round-robin to the SPMD program
 // instances. A program's items' steps run as one eight-stage software
 // pipeline (kAttnStages in attention_plan.h) that does not drain between
-// items; K/V blocks are prefetched one ahead and the next item's Q^T one
-// item ahead.
+// items (on the CPU path, which runs one instruction at a time, each step's
+// stages in order instead: the host plan); K/V blocks are prefetched one
+// ahead and the next item's Q^T one item ahead.
 #pragma once
 
 #include <algorithm>
@@ -60,6 +62,7 @@
 #include <cstdint>
 #include <limits>
 #include <optional>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -68,12 +71,16 @@
 
 namespace ncore {
 
+class CpuBackend;  // reference/cpu_backend.h: the CPU path takes the host plan
+
 template <NeuronCore Nc>
 void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTensor& k,
                      const HbmTensor& v, const AttentionOptions& opt = {}, Loc loc = Loc::current()) {
   const Target& t = nc.target();
   const AttentionShape sh = attention_shape(o, q, k, v, opt, loc);
-  const AttentionPlan p = plan_attention(t, sh, q.dtype, o.dtype);
+  constexpr bool kOnHost = std::is_same_v<Nc, Core<CpuBackend>>;
+  const AttentionPlan p = plan_attention(t, sh, q.dtype, o.dtype,
+                                         kOnHost ? AttentionPlace::kHost : AttentionPlace::kDevice);
   const float scale = opt.scale.value_or(float(1.0 / std::sqrt(double(sh.d))));
   const float kInf = std::numeric_limits<float>::infinity();
   const float kNbStart = std::numeric_limits<float>::max();  // nb before any key: finite (see top)
@@ -274,6 +281,7 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
     bool paired = false;
   };
   auto dma_pt = [&](int64_t s) -> DmaPt {
+    if (p.dma_pt_whole) return {0, kt_of(s) / kAttnChunkK, false};  // the host: all whole chunks
     auto eligible = [&](int64_t e) {
       const Step& x = sched[size_t(e)];
       return x.work && x.kt % kAttnChunkK == 0 && x.kt / kAttnChunkK > p.dma_pt_chunks;
@@ -332,13 +340,14 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
     return cols.partitions(0, qt_of(s)).index(0, s % kAttnColRing);
   };
   enum : int64_t { kRowmax = 0, kRowsum = kAttnColSlot, kMaskedSum = 2 * kAttnColSlot };
-  // [128q, kAttnAlphaGroup]: the alphas of entries [4j, 4j + 4) (ScalarE
-  // exponentiates nb_new - nb in place, in one instruction).
+  // [128q, alpha_group]: the alphas of entries [4j, 4j + 4) on the device,
+  // one entry's on the host (ScalarE exponentiates nb_new - nb in place, in
+  // one instruction).
   auto alpha_group = [&](int64_t s) {
-    return alph.index(0, s / kAttnAlphaGroup % kAttnAlphaRing).slice(0, 0, kAttnAlphaGroup);
+    return alph.index(0, s / p.alpha_group % kAttnAlphaRing).slice(0, 0, p.alpha_group);
   };
   auto alpha_of = [&](int64_t s) {  // [qt, 1]
-    return col(alpha_group(s).partitions(0, qt_of(s)), s % kAttnAlphaGroup);
+    return col(alpha_group(s).partitions(0, qt_of(s)), s % p.alpha_group);
   };
   // Stage 1, first in its iteration: the diagonal's masked keys to SBUF.
   // Were it behind this iteration's evacuations and exp on ScalarE, the
@@ -412,7 +421,7 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   // more than a 128-key chunk's, all fixed cost: paid once per 4 steps). Its
   // first step reads the alphas in stage 6, an iteration later.
   auto stage_alpha = [&](int64_t s) {
-    for (int64_t e = s / kAttnAlphaGroup * kAttnAlphaGroup; e <= s; ++e)
+    for (int64_t e = s / p.alpha_group * p.alpha_group; e <= s; ++e)
       if (sched[size_t(e)].work && !sched[size_t(e)].first) {
         nc.activation(alpha_group(s), ActFunc::kExp, alpha_group(s));
         return;
@@ -545,7 +554,28 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   // An alpha group's exp reads all its rows and columns, also those no step
   // of the group wrote (first steps, short Q tiles): they must hold a value.
   nc.memset(alph, 0.0f, Engine::kGpSimd);
-  for (int64_t i = 0; i < n + kAttnStages - 1; ++i) {
+  // The host plan: each entry's stages in order, then its item's end.
+  for (int64_t s = 0; s < n && !p.pipelined; ++s) {
+    const Step& x = sched[size_t(s)];
+    if (s == 0 || x.it != sched[size_t(s - 1)].it) start_item(items[size_t(x.it)], x.it);
+    if (x.work) {
+      stage_qk(s);
+      stage_mask_copy(s);
+      stage_max(s);
+      stage_exp(s);
+      stage_alpha(s);
+      stage_transpose(s);
+      stage_evacuate(s);
+      stage_pv(s);
+      stage_update(s);
+      if (x.last) {
+        finalize(item_of(s), x);
+        if (x.g % group == group - 1) store(item_of(s), x.g - group + 1);
+      }
+    }
+    if (last_of[size_t(x.it)] == s) end_item(items[size_t(x.it)]);
+  }
+  for (int64_t i = 0; i < n + kAttnStages - 1 && p.pipelined; ++i) {
     auto at = [&](int64_t k) { return i - k >= 0 && i - k < n && sched[size_t(i - k)].work; };
     if (at(1)) stage_mask_copy(i - 1);
     if (at(7)) stage_update(i - 7);
@@ -553,7 +583,7 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
     if (at(4)) stage_evacuate(i - 4);
     if (at(3)) stage_transpose(i - 3);
     if (at(2)) stage_exp(i - 2);
-    if (i - 2 >= 0 && i - 2 < n && ((i - 2) % kAttnAlphaGroup == kAttnAlphaGroup - 1 || i - 2 == n - 1))
+    if (i - 2 >= 0 && i - 2 < n && ((i - 2) % p.alpha_group == p.alpha_group - 1 || i - 2 == n - 1))
       stage_alpha(i - 2);
     if (at(1)) stage_max(i - 1);
     if (i < n && (i == 0 || sched[size_t(i)].it != sched[size_t(i - 1)].it))

@@ -95,6 +95,11 @@ inline constexpr int64_t kAttnColSlot = Allocator::kAlign / 4;
 // 1/16, 1/8 and 1/4. A knob for other targets and step widths.
 inline constexpr int64_t kAttnPtVectorShareNum = 0, kAttnPtVectorShareDen = 1;
 
+// Where the plan runs: the device (the instruction stream the cost model
+// times) or the host (the CPU reference, which executes each instruction as
+// a pass over its tile, so fewer passes is what counts there).
+enum class AttentionPlace { kDevice, kHost };
+
 struct AttentionShape {
   int64_t b = 0, hq = 0, hkv = 0, sq = 0, skv = 0, d = 0;
   int64_t group() const { return hq / hkv; }
@@ -113,6 +118,9 @@ struct AttentionPlan {
   DType pt_psum_dtype = DType::kF32;  // the P transposes' PSUM output
   int64_t pt_psum_slots = 0;      // P^T slots in PSUM: 2, or 1 where PSUM is short
   int64_t dma_pt_chunks = 0;      // P^T chunks of a full step transposed by DMA
+  bool dma_pt_whole = false;      // the host: every whole P^T chunk of every step by DMA
+  bool pipelined = true;          // the kAttnStages pipeline; false (host): a step's stages in order
+  int64_t alpha_group = kAttnAlphaGroup;  // schedule entries per alpha exp
   bool pe_transpose = false;      // Q^T and K^T by TensorE: no transposing DMA
   int64_t sbuf_bytes = 0;         // per partition
   int psum_banks = 0;
@@ -165,7 +173,8 @@ inline AttentionShape attention_shape(const HbmTensor& o, const HbmTensor& q, co
   return s;
 }
 
-inline AttentionPlan plan_attention(const Target& t, const AttentionShape& s, DType in, DType out) {
+inline AttentionPlan plan_attention(const Target& t, const AttentionShape& s, DType in, DType out,
+                                    AttentionPlace place = AttentionPlace::kDevice) {
   auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
   auto buf = [](int64_t bytes) { return (bytes + Allocator::kAlign - 1) / Allocator::kAlign * Allocator::kAlign; };
   AttentionPlan p;
@@ -182,6 +191,22 @@ inline AttentionPlan plan_attention(const Target& t, const AttentionShape& s, DT
   p.items = s.b * s.hkv * ceil_div(p.q_tiles, p.q_tiles_per_item);
   p.pe_transpose = !t.dma_transpose_hw;
   p.dma_pt_chunks = t.dma_transpose_hw && p.sub_tiles > 1 ? kAttnDmaPtChunks : 0;
+  // On the host a TensorE transpose is the same pass over P as a DMA
+  // transpose plus a PSUM -> SBUF copy (the evacuation): every whole chunk
+  // goes by DMA there, straight into SBUF.
+  if (place == AttentionPlace::kHost && t.dma_transpose_hw) {
+    p.dma_pt_chunks = p.block_k / kAttnChunkK;
+    p.dma_pt_whole = true;
+  }
+  // The host runs instructions one after another, so the pipeline only
+  // spreads a step's data over the iterations of seven others (~1.5 MiB
+  // each, past L2): it runs each step's stages in order instead, reading S,
+  // P and P^T while they are in cache, with an alpha exp per step (the
+  // group's last step would come after its first one's PV).
+  if (place == AttentionPlace::kHost) {
+    p.pipelined = false;
+    p.alpha_group = 1;
+  }
   const int64_t ei = dtype_size(in), ep = dtype_size(p.p_dtype), G = p.tiles;
   const int64_t chunks = p.block_k / kAttnChunkK;
   p.sbuf_bytes = buf(2 * G * kAttnTileQ * ei)                      // Q^T, two items

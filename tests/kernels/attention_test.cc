@@ -65,10 +65,12 @@ void encode_all(const Case& c, Inputs& in) {
   encode_into(c.dtype, in.v, in.ve);
 }
 
-// The golden and its bound for the plan `path` runs ("cpu" runs trn2's).
+// The golden and its bound for the plan `path` runs ("cpu" runs trn2's host plan).
 golden::AttentionGolden golden_of(const Case& c, const Inputs& in, const std::string& path) {
   const Target& t = path == "cpu" ? kTrn2 : *find_target(path);
-  const int64_t block = plan_attention(t, {c.b, c.hq, c.hkv, c.sq, c.skv, c.d}, c.dtype, c.out).block_k;
+  const AttentionPlace place = path == "cpu" ? AttentionPlace::kHost : AttentionPlace::kDevice;
+  const int64_t block =
+      plan_attention(t, {c.b, c.hq, c.hkv, c.sq, c.skv, c.d}, c.dtype, c.out, place).block_k;
   return golden::attention({c.b, c.hq, c.hkv, c.sq, c.skv, c.d, c.causal, scale_of(c), c.dtype, c.out, block},
                            in.q.data(), in.k.data(), in.v.data());
 }
