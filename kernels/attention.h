@@ -47,10 +47,11 @@
 // starts at FLT_MAX and is updated as min(nb, -scale rowmax), so it stays
 // finite and exp(-inf + nb) = 0.
 //
-// Schedule: a work item is one (batch, kv head, block of Q rows): all the
-// group's query heads over several Q tiles, so each K/V block load serves
-// every Q tile of the item. Items are dealt round-robin to the SPMD program
-// instances. A program's items' steps run as one eight-stage software
+// Schedule (kernels/attention_schedule.h: which steps, in what order, which
+// P^T chunks go by DMA): a work item is one (batch, kv head, block of Q
+// rows): all the group's query heads over several Q tiles, so each K/V block
+// load serves every Q tile of the item. Items are dealt round-robin to the
+// SPMD program instances. A program's items' steps run as one eight-stage software
 // pipeline (kAttnStages in attention_plan.h) that does not drain between
 // items (on the CPU path, which runs one instruction at a time, each step's
 // stages in order instead: the host plan); K/V blocks are prefetched one
@@ -68,6 +69,7 @@
 
 #include <ncore/isa/core.h>
 #include <ncore/kernels/attention_plan.h>
+#include <ncore/kernels/attention_schedule.h>
 
 namespace ncore {
 
@@ -127,63 +129,11 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
     }
   };
 
-  struct QTile {  // one Q tile of a work item
-    int64_t h = 0, q0 = 0;
-    int qt = 0;  // rows; 0: past the end of Q
-  };
-  struct Step {  // keys [k0, k0 + kt) of block kb for Q tile g of item it
-    int64_t kb = 0, g = 0, k0 = 0, kt = 0;
-    int64_t all = 0;  // keys [k0, k0 + all) every row sees; the rest (causal diagonal, < 256) masked
-    bool first = false, last = false;  // g's first and last step
-    bool diag() const { return all < kt; }
-    int64_t it = 0;
-    bool work = false;        // false: an empty schedule entry
-    bool block_start = false;  // the item's first step of block kb
-    int64_t nb_old = 0, nb_new = 0;  // the tile's nb columns this step reads and writes
-  };
-  const int64_t qblocks = (p.q_tiles + p.q_tiles_per_item - 1) / p.q_tiles_per_item;
-  auto q_tiles_of = [&](int64_t item) {
-    std::vector<QTile> tl(static_cast<size_t>(G));
-    // Q blocks run in snake order across (batch, kv head) groups: causal
-    // items grow with qb, and round-robin dealing would otherwise give the
-    // same instance the same qb in every group (all the light or all the
-    // heavy items with two instances and two blocks).
-    const int64_t hkv = item / qblocks % sh.hkv, grp = item / qblocks;
-    const int64_t qb = grp % 2 ? qblocks - 1 - item % qblocks : item % qblocks;
-    for (int64_t g = 0; g < G; ++g) {  // g = (Q tile of the block) x group + head of the group
-      QTile& x = tl[size_t(g)];
-      x.h = hkv * group + g % group;
-      x.q0 = (qb * p.q_tiles_per_item + g / group) * kAttnTileQ;
-      x.qt = x.q0 < sh.sq ? int(std::min(kAttnTileQ, sh.sq - x.q0)) : 0;
-    }
-    return tl;
-  };
+  AttentionSchedule sc(sh, p, opt.causal, nc.program_id(), nc.num_programs());
+  std::vector<AttnStep>& sched = sc.sched;  // nb_old / nb_new are set as stage_exp issues a step
+  const std::vector<AttnItem>& items = sc.items;
+  const int64_t n = sc.size();
 
-  // An item's steps, key block major so each block is loaded once. A tile's
-  // keys in a block end at the block's end, Skv, or (causal) past the last
-  // key its last row sees. Where the causal diagonal crosses them, the keys
-  // every row sees (whole chunks) stay in PSUM and only the rest, under two
-  // chunks, is copied and masked: one step, so the diagonal pays no second
-  // step's fixed costs (alpha, the [P, 1] updates, o += pv).
-  auto steps_of = [&](const std::vector<QTile>& tl) {
-    std::vector<Step> steps;
-    for (int64_t kb = 0; kb < p.k_blocks; ++kb) {
-      const int64_t k0 = kb * BK;
-      const size_t before = steps.size();
-      for (int64_t g = 0; g < G; ++g) {
-        const QTile& x = tl[size_t(g)];
-        const int64_t seen = opt.causal ? x.q0 + x.qt + off : sh.skv;  // keys [0, seen) are seen by some row
-        const int64_t kt = std::min({BK, sh.skv - k0, seen - k0});
-        if (!x.qt || kt <= 0) continue;
-        const bool every = !opt.causal || k0 + kt - 1 <= x.q0 + off;  // every row sees every key
-        const int64_t all =
-            every ? kt : std::clamp<int64_t>(x.q0 + off + 1 - k0, 0, kt) / kAttnChunkK * kAttnChunkK;
-        steps.push_back({kb, g, k0, kt, all});
-      }
-      if (steps.size() == before) break;  // visibility only shrinks with kb
-    }
-    return steps;
-  };
   // V [128k, chunk, D] of the block whose K^T was loaded last, a chunk per
   // DMA, issued a few at a time (load_v) so they do not hold up the P^T DMAs in a burst.
   struct VLoad {
@@ -198,105 +148,42 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
              vload->vh.slice(0, vload->k0 + vload->c0, vload->k0 + vload->c0 + ck));
     }
   };
-  // K^T [D, kt] of block kb of item `item` into ring slot `slot`; its V after the previous block's.
-  auto load_kv = [&](int64_t item, int64_t kb, int64_t slot) {
-    const int64_t b = item / qblocks / sh.hkv, hkv = item / qblocks % sh.hkv;
-    const HbmTensor kh = k.index(0, b).index(0, hkv);  // [Skv, D]
+  // K^T [D, kt] of block kb of item w into ring slot `slot`; its V after the previous block's.
+  auto load_kv = [&](const AttnItem& w, int64_t kb, int64_t slot) {
+    const HbmTensor kh = k.index(0, w.b).index(0, w.hkv);  // [Skv, D]
     const int64_t k0 = kb * BK, kt = std::min(BK, sh.skv - k0);
     load_transposed(kT.partitions(0, d).index(0, slot).slice(0, 0, kt), kh, k0, kt);
     load_v(chunks);
-    vload = VLoad{v.index(0, b).index(0, hkv), k0, kt, slot, 0};
+    vload = VLoad{v.index(0, w.b).index(0, w.hkv), k0, kt, slot, 0};
   };
-
-  // The schedule: every item of this program, its steps key block major, in
-  // one stream, so the pipeline runs on across items instead of draining at
-  // each. The per-item buffers (Q^T, o, the tile state, the output stage)
-  // have two slots, taken by the items in turn.
-  struct Item {
-    int64_t item, b, hkv, qs;      // qs: the item's slot in the two-slot buffers
-    std::vector<QTile> tl;
-    std::vector<char> seen;        // tiles with a step
-    int64_t kv_base = 0, nkb = 0;  // its block 0's place in the K/V ring; its blocks
-    bool kv_prefetched = false;    // block 0 loaded by the item before
-  };
-  std::vector<Item> items;
-  std::vector<Step> sched;
-  std::vector<int64_t> last_of;  // each item's last schedule entry
-  for (int64_t item = nc.program_id(), kv_base = 0; item < p.items; item += nc.num_programs()) {
-    const int64_t it = int64_t(items.size());
-    Item w{item, item / qblocks / sh.hkv, item / qblocks % sh.hkv, it % 2, q_tiles_of(item), {}, kv_base};
-    std::vector<Step> steps = steps_of(w.tl);
-    w.seen.assign(size_t(G), 0);
-    for (Step& s : steps) s.first = !std::exchange(w.seen[size_t(s.g)], 1);
-    std::vector<char> later(static_cast<size_t>(G));
-    for (auto s = steps.rbegin(); s != steps.rend(); ++s) s->last = !std::exchange(later[size_t(s->g)], 1);
-    w.nkb = steps.empty() ? 0 : steps.back().kb + 1;
-    w.kv_prefetched = it > 0 && items.back().nkb > 0 && w.nkb > 0;
-    kv_base += w.nkb;
-    // This item's slots were the item before the last's: that item's last
-    // step's finalize (end of the iteration of its stage 7) must come before
-    // this item's first step reaches stage 2 (the first state write), so a
-    // short item's successor waits behind empty entries.
-    if (it >= 2)
-      while (int64_t(sched.size()) < last_of[size_t(it - 2)] + kAttnStages - 2) sched.push_back({.it = it});
-    if (steps.empty()) sched.push_back({.it = it});  // an entry to issue its output at
-    for (size_t i = 0; i < steps.size(); ++i) {
-      steps[i].it = it;
-      steps[i].work = true;
-      steps[i].block_start = i == 0 || steps[i - 1].kb != steps[i].kb;
-      sched.push_back(steps[i]);
-    }
-    last_of.push_back(int64_t(sched.size()) - 1);
-    items.push_back(std::move(w));
-  }
 
   std::vector<int> par(static_cast<size_t>(2 * G));  // which nb column of a tile (by slot) is current
   std::vector<char> q_loaded(items.size() * size_t(G));  // Q^T tiles of each item issued
   int64_t pt_dealt = 0, pt_vector = 0;  // P^T chunks so far, and those VectorE evacuated
-  auto item_of = [&](int64_t s) -> const Item& { return items[size_t(sched[size_t(s)].it)]; };
-  auto kv_slot = [&](const Item& w, int64_t kb) { return (w.kv_base + kb) % kAttnKvRing; };
+  auto item_of = [&](int64_t s) -> const AttnItem& { return sc.item_of(s); };
+  auto kv_slot = [&](const AttnItem& w, int64_t kb) { return sc.kv_slot(w, kb); };
   // Block kb + 1 while kb runs; at the last, the next item's first.
   auto prefetch_kv = [&](int64_t it, int64_t kb) {
-    const Item& w = items[size_t(it)];
-    if (kb + 1 < w.nkb) load_kv(w.item, kb + 1, kv_slot(w, kb + 1));
+    const AttnItem& w = items[size_t(it)];
+    if (kb + 1 < w.nkb) load_kv(w, kb + 1, kv_slot(w, kb + 1));
     else if (size_t(it + 1) < items.size() && items[size_t(it + 1)].kv_prefetched)
-      load_kv(items[size_t(it + 1)].item, 0, kv_slot(w, kb + 1));
+      load_kv(items[size_t(it + 1)], 0, kv_slot(w, kb + 1));
   };
-  auto state = [&](const Item& w, int64_t g, int qt) {  // [qt, (l, nb, nb)]
+  auto state = [&](const AttnItem& w, int64_t g, int qt) {  // [qt, (l, nb, nb)]
     return st.partitions(0, qt).index(0, w.qs).index(0, g);
   };
-  auto o_acc = [&](const Item& w, int64_t g, int qt) {  // [qt, D]
+  auto o_acc = [&](const AttnItem& w, int64_t g, int qt) {  // [qt, D]
     return acc.partitions(0, qt).index(0, w.qs).index(0, g);
   };
   auto col = [&](const Tile& t, int64_t i) { return t.slice(0, i, i + 1); };  // [qt, 1]
-  auto qt_of = [&](int64_t s) { return item_of(s).tl[size_t(sched[size_t(s)].g)].qt; };
-  auto kt_of = [&](int64_t s) { return sched[size_t(s)].kt; };
-  // P^T chunks [c0, c1) of step s that the DMA queues transpose, in a step
-  // of whole chunks: the last ones, or where steps 2j and 2j + 1 are both
-  // full blocks of full Q tiles, the last of 2j and the first of 2j + 1, one
-  // contiguous run of the P and P^T rings (even sizes) that one DMA moves:
-  // a DMA transpose pays its per-row overhead once for both.
-  struct DmaPt {
-    int64_t c0 = 0, c1 = 0;
-    bool paired = false;
-  };
-  auto dma_pt = [&](int64_t s) -> DmaPt {
-    if (p.dma_pt_whole) return {0, kt_of(s) / kAttnChunkK, false};  // the host: all whole chunks
-    auto eligible = [&](int64_t e) {
-      const Step& x = sched[size_t(e)];
-      return x.work && x.kt % kAttnChunkK == 0 && x.kt / kAttnChunkK > p.dma_pt_chunks;
-    };
-    auto whole = [&](int64_t e) { return eligible(e) && kt_of(e) == BK && qt_of(e) == kAttnTileQ; };
-    const int64_t nd = p.dma_pt_chunks, c = kt_of(s) / kAttnChunkK, partner = s ^ 1;
-    if (!nd || !eligible(s)) return {};
-    const bool paired = partner < int64_t(sched.size()) && whole(s) && whole(partner);
-    return paired && s % 2 ? DmaPt{0, nd, true} : DmaPt{c - nd, c, paired};
-  };
+  auto qt_of = [&](int64_t s) { return sc.qt_of(s); };
+  auto kt_of = [&](int64_t s) { return sc.kt_of(s); };
+  auto dma_pt = [&](int64_t s) { return sc.dma_pt(s); };
 
   // Q^T of tile g of item it, once.
   auto load_q = [&](int64_t it, int64_t g) {
-    const Item& w = items[size_t(it)];
-    const QTile& y = w.tl[size_t(g)];
+    const AttnItem& w = items[size_t(it)];
+    const AttnQTile& y = w.tl[size_t(g)];
     if (y.qt && !std::exchange(q_loaded[size_t(it * G + g)], 1))
       load_transposed(qT.partitions(0, d).index(0, w.qs).index(0, g).slice(0, 0, y.qt),
                       q.index(0, w.b).index(0, y.h), y.q0, y.qt);
@@ -307,8 +194,8 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   // others a chunk of the next block's V; in block 0, the next item's Q^T
   // tile by tile.
   auto stage_qk = [&](int64_t s) {
-    const Step& x = sched[size_t(s)];
-    const Item& w = item_of(s);
+    const AttnStep& x = sched[size_t(s)];
+    const AttnItem& w = item_of(s);
     if (x.block_start) {
       load_v(chunks);
       prefetch_kv(x.it, x.kb);
@@ -333,7 +220,7 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
     return sm.partitions(0, qt_of(s)).index(0, s % kAttnMaskRing);
   };
   auto masked = [&](int64_t s) {
-    const Step& x = sched[size_t(s)];
+    const AttnStep& x = sched[size_t(s)];
     return mask_slot(s).slice(0, kAttnColSlot, kAttnColSlot + x.kt - x.all);
   };
   auto cols_of = [&](int64_t s) {  // [qt, 3 x kAttnColSlot]: rowmax, rowsum, masked rowsum at 0, 16, 32
@@ -353,7 +240,7 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   // Were it behind this iteration's evacuations and exp on ScalarE, the
   // select and the rowmax would wait for them (VectorE idle).
   auto stage_mask_copy = [&](int64_t s) {
-    const Step& x = sched[size_t(s)];
+    const AttnStep& x = sched[size_t(s)];
     if (x.diag())
       nc.tensor_copy(masked(s), sp.partitions(0, qt_of(s)).index(0, s % kAttnScoreSlots).slice(0, x.all, x.kt),
                      Engine::kScalar);
@@ -362,8 +249,8 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   // keys' max lands in the column before the masked ones and one more reduce
   // takes both.
   auto stage_max = [&](int64_t s) {
-    const Step& x = sched[size_t(s)];
-    const QTile& y = item_of(s).tl[size_t(x.g)];
+    const AttnStep& x = sched[size_t(s)];
+    const AttnQTile& y = item_of(s).tl[size_t(x.g)];
     const Tile rowmax = col(cols_of(s), kRowmax);
     if (!x.diag()) return nc.tensor_reduce(rowmax, AluOp::kMax, scores(s));
     // key k0 + all + j is visible to row q0 + p iff (q0 + off - k0 - all) + p - j >= 0
@@ -380,9 +267,9 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   // iterations ahead of the PV that reads them (a DMA's ~1.3 us trigger
   // latency).
   auto stage_exp = [&](int64_t s) {
-    Step& x = sched[size_t(s)];
-    const Item& w = item_of(s);
-    const QTile& y = w.tl[size_t(x.g)];
+    AttnStep& x = sched[size_t(s)];
+    const AttnItem& w = item_of(s);
+    const AttnQTile& y = w.tl[size_t(x.g)];
     const Tile stg = state(w, x.g, y.qt), c = cols_of(s);
     int& pr = par[size_t(w.qs * G + x.g)];
     x.nb_old = 1 + pr;
@@ -404,7 +291,7 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
     if (!x.first)
       nc.tensor_scalar(alpha_of(s), nb, AluOp::kMultiply, -1.0f, AluOp::kAdd, nb_new, false, false,
                        Engine::kGpSimd);  // nb_new - nb: GpSimd adds and multiplies only (-nb is exact)
-    const DmaPt dm = dma_pt(s);
+    const AttnDmaPt dm = dma_pt(s);
     if (dm.paired && s % 2) {  // [128q, 2 nd x 128k] -> [128k, 2 nd x 128q] across the slots of s - 1, s
       const int64_t nd = p.dma_pt_chunks, c0 = (s - 1) % kAttnPtRing * chunks + chunks - nd;
       const int64_t k0 = (s - 1) % kAttnPRing * BK + BK - nd * kAttnChunkK;
@@ -429,11 +316,11 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   };
   // Stage 3: P^T per 128-key chunk into PSUM (those the DMA does not).
   auto stage_transpose = [&](int64_t s) {
-    const Step& x = sched[size_t(s)];
+    const AttnStep& x = sched[size_t(s)];
     const int qt = qt_of(s);
     const Tile P = pp.partitions(0, qt).index(0, s % kAttnPRing);  // [qt, BK]
     const Tile ptq = ptp.index(0, s % p.pt_psum_slots);             // [128k, chunk, 128q]
-    const DmaPt dm = dma_pt(s);
+    const AttnDmaPt dm = dma_pt(s);
     for (int64_t c0 = 0; c0 < x.kt; c0 += kAttnChunkK) {
       const int ck = int(std::min(kAttnChunkK, x.kt - c0));
       if (c0 / kAttnChunkK >= dm.c0 && c0 / kAttnChunkK < dm.c1) continue;
@@ -443,7 +330,7 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   // Stage 4: P^T from PSUM to SBUF, VectorE's share of the chunks first, the rest on ScalarE.
   auto stage_evacuate = [&](int64_t s) {
     const int qt = qt_of(s);
-    const DmaPt dm = dma_pt(s);
+    const AttnDmaPt dm = dma_pt(s);
     // Whole chunks [lo, hi) in PSUM (the DMA's are at one end), then a partial one.
     const int64_t full = kt_of(s) / kAttnChunkK, rem = kt_of(s) % kAttnChunkK;
     const int64_t lo = dm.c0 == 0 ? dm.c1 : 0, hi = dm.c0 > 0 ? dm.c0 : full, n = hi - lo + (rem > 0);
@@ -464,8 +351,8 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   };
   // Stage 6: pv = sum over chunks of P^T' V, accumulated in PSUM; l = l alpha + rowsum, o *= alpha.
   auto stage_pv = [&](int64_t s) {
-    const Step& x = sched[size_t(s)];
-    const Item& w = item_of(s);
+    const AttnStep& x = sched[size_t(s)];
+    const AttnItem& w = item_of(s);
     const int qt = qt_of(s);
     const Tile pt = pts.index(0, s % kAttnPtRing);
     const Tile vs = vv.index(0, kv_slot(w, x.kb)).slice(0, (x.k0 - x.kb * BK) / kAttnChunkK, chunks);
@@ -488,8 +375,8 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   // O = o * (1 / l) and LSE = log l - nb of Q tile g into the output stage:
   // the [qt, D] product on GpSimd (VectorE and ScalarE are the busy engines;
   // GpSimd adds and multiplies only, so the reciprocal is ScalarE's).
-  auto finalize = [&](const Item& w, const Step& x) {
-    const QTile& y = w.tl[size_t(x.g)];
+  auto finalize = [&](const AttnItem& w, const AttnStep& x) {
+    const AttnQTile& y = w.tl[size_t(x.g)];
     const Tile stg = state(w, x.g, y.qt), l = col(stg, 0), nb = col(stg, x.nb_new);
     const Tile out = ost.partitions(0, y.qt).index(0, w.qs).index(0, x.g);         // [qt, D]
     const Tile lse = lst.partitions(0, y.qt).index(0, w.qs).slice(0, x.g, x.g + 1);  // [qt, 1]
@@ -510,7 +397,7 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   };
   // Stage 7: o += pv (o = pv at the tile's first step).
   auto stage_update = [&](int64_t s) {
-    const Step& x = sched[size_t(s)];
+    const AttnStep& x = sched[size_t(s)];
     const int qt = qt_of(s);
     const Tile ot = o_acc(item_of(s), x.g, qt), pv = pvp.partitions(0, qt).index(0, s % kAttnPvRing);
     if (x.first) nc.tensor_copy(ot, pv);
@@ -518,13 +405,13 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   };
   // An item's start (at its first entry's stage 0): its Q^T tiles the item
   // before did not load, and its first K/V block unless that item prefetched it.
-  auto start_item = [&](const Item& w, int64_t it) {
+  auto start_item = [&](const AttnItem& w, int64_t it) {
     for (int64_t g = 0; g < G; ++g) load_q(it, g);
-    if (w.nkb > 0 && !w.kv_prefetched) load_kv(w.item, 0, kv_slot(w, 0));
+    if (w.nkb > 0 && !w.kv_prefetched) load_kv(w, 0, kv_slot(w, 0));
   };
   // O and LSE of the group's heads on the Q tile of g0, one DMA each.
-  auto store = [&](const Item& w, int64_t g0) {
-    const QTile& y = w.tl[size_t(g0)];
+  auto store = [&](const AttnItem& w, int64_t g0) {
+    const AttnQTile& y = w.tl[size_t(g0)];
     const int64_t h0 = w.hkv * group;
     nc.dma(o.index(0, w.b).slice(0, h0, h0 + group).slice(1, y.q0, y.q0 + y.qt).transpose(0, 1),
            ost.partitions(0, y.qt).index(0, w.qs).slice(0, g0, g0 + group));  // [qt, group, D]
@@ -534,7 +421,7 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   };
   // An item's end (after its last entry's stage 7): Q tiles no key reaches
   // are 0 / -inf, stored here (the others after their last head's finalize).
-  auto end_item = [&](const Item& w) {
+  auto end_item = [&](const AttnItem& w) {
     for (int64_t g0 = 0; g0 < G; g0 += group) {
       if (!w.tl[size_t(g0)].qt || w.seen[size_t(g0)]) continue;  // a Q tile's heads see the same keys
       for (int64_t g = g0; g < g0 + group; ++g) {
@@ -550,13 +437,12 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
   // mask copy and finalize): within an iteration a stage then reads what an
   // earlier step's stage wrote before a later step's overwrites it (the nb
   // ping-pong of a one-tile item).
-  const int64_t n = int64_t(sched.size());
   // An alpha group's exp reads all its rows and columns, also those no step
   // of the group wrote (first steps, short Q tiles): they must hold a value.
   nc.memset(alph, 0.0f, Engine::kGpSimd);
   // The host plan: each entry's stages in order, then its item's end.
   for (int64_t s = 0; s < n && !p.pipelined; ++s) {
-    const Step& x = sched[size_t(s)];
+    const AttnStep& x = sched[size_t(s)];
     if (s == 0 || x.it != sched[size_t(s - 1)].it) start_item(items[size_t(x.it)], x.it);
     if (x.work) {
       stage_qk(s);
@@ -573,7 +459,7 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
         if (x.g % group == group - 1) store(item_of(s), x.g - group + 1);
       }
     }
-    if (last_of[size_t(x.it)] == s) end_item(items[size_t(x.it)]);
+    if (sc.last_of[size_t(x.it)] == s) end_item(items[size_t(x.it)]);
   }
   for (int64_t i = 0; i < n + kAttnStages - 1 && p.pipelined; ++i) {
     auto at = [&](int64_t k) { return i - k >= 0 && i - k < n && sched[size_t(i - k)].work; };
@@ -592,7 +478,7 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
     // The step's finalize and its item's end, last in the iteration: GpSimd
     // then waits for this iteration's o += pv behind its own earlier stages.
     if (at(7) && sched[size_t(i - 7)].last) {
-      const Step& x = sched[size_t(i - 7)];
+      const AttnStep& x = sched[size_t(i - 7)];
       finalize(item_of(i - 7), x);
       // Its Q tile's output as soon as its heads are done (a block orders
       // them by head), not all at the item's end: the DMA queues see one
@@ -601,7 +487,7 @@ void flash_attention(Nc& nc, const HbmTensor& o, const HbmTensor& q, const HbmTe
     }
     if (i - 7 >= 0 && i - 7 < n) {
       const int64_t it = sched[size_t(i - 7)].it;
-      if (last_of[size_t(it)] == i - 7) end_item(items[size_t(it)]);
+      if (sc.last_of[size_t(it)] == i - 7) end_item(items[size_t(it)]);
     }
   }
 }
