@@ -87,7 +87,12 @@ INSTANTIATE_TEST_SUITE_P(
                       ScheduleCase{1, 2, 2, 1500, 300, 80, true, 3, AttentionPlace::kDevice},
                       ScheduleCase{1, 8, 2, 4200, 4200, 128, true, 2, AttentionPlace::kDevice},
                       ScheduleCase{1, 4, 1, 1100, 900, 96, true, 2, AttentionPlace::kHost},
-                      ScheduleCase{1, 4, 4, 1024, 2048, 128, false, 1, AttentionPlace::kHost}));
+                      ScheduleCase{1, 4, 4, 1024, 2048, 128, false, 1, AttentionPlace::kHost}),
+    [](const ::testing::TestParamInfo<ScheduleCase>& i) {
+      const ScheduleCase& c = i.param;
+      return cat("b", c.b, "h", c.hq, "kv", c.hkv, "_q", c.sq, "_k", c.skv, "_d", c.d, c.causal ? "_causal" : "",
+                 "_p", c.programs, c.place == AttentionPlace::kHost ? "_host" : "_device");
+    });
 
 }  // namespace
 }  // namespace ncore
