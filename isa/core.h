@@ -198,6 +198,22 @@ class Core {
     if (reverse1) in.flags |= kReverse1;
     issue(in, loc);
   }
+  // dst = (data op0 scalar) op1 tensor on VectorE, tensor of data's shape;
+  // `reverse0` computes scalar op0 data, `reverse1` tensor op1 (...).
+  void scalar_tensor_tensor(const Tile& dst, const Tile& data, AluOp op0, const Scalar& scalar,
+                            AluOp op1, const Tile& tensor, bool reverse0 = false,
+                            bool reverse1 = false, Loc loc = Loc::current()) {
+    Instr in = make(Opcode::kScalarTensorTensor, loc);
+    in.opnd[0] = dst;
+    in.opnd[1] = data;
+    in.opnd[2] = tensor;
+    in.alu0 = op0;
+    in.alu1 = op1;
+    put_scalar(in, 3, 0, scalar);
+    if (reverse0) in.flags |= kReverse0;
+    if (reverse1) in.flags |= kReverse1;
+    issue(in, loc);
+  }
   // Reduces the last `axes` free dims of src with op (add, max, min).
   void tensor_reduce(const Tile& dst, AluOp op, const Tile& src, int axes = 1,
                      bool negate = false, Loc loc = Loc::current()) {

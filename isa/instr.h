@@ -50,8 +50,8 @@ struct Affine {
 enum InstrFlag : uint8_t {
   kAccumulate = 1 << 0,  // matmul: add into PSUM instead of overwriting
   kNegate = 1 << 1,      // tensor_reduce: negate the result
-  kReverse0 = 1 << 2,    // tensor_scalar: scalar0 op data instead of data op scalar0
-  kReverse1 = 1 << 3,    // tensor_scalar: scalar1 op x instead of x op scalar1
+  kReverse0 = 1 << 2,    // tensor_scalar / scalar_tensor_tensor: scalar0 op data
+  kReverse1 = 1 << 3,    // tensor_scalar: scalar1 op x; scalar_tensor_tensor: tensor op x
 };
 
 struct Instr {

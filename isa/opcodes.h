@@ -34,6 +34,10 @@ constexpr std::string_view engine_name(Engine e) {
 //   tensor_tensor  dst, in0, in1; alu0
 //   tensor_scalar  dst, src, -, scalar0[P,1]?, scalar1[P,1]?; alu0, alu1, imm0/imm1
 //                  when a scalar operand is empty; flags kReverse0/1 swap operands
+//   scalar_tensor_tensor
+//                  dst, data, tensor, scalar0[P,1]?; (data alu0 scalar0) alu1 tensor,
+//                  imm0 when scalar0 is empty; tensor has data's shape; kReverse0
+//                  computes scalar0 alu0 data, kReverse1 tensor alu1 (...)
 //   tensor_reduce  dst, src; alu0 in {add, max, min}; iimm[0] trailing free axes; kNegate
 //   activation     dst, src, accum[P,1] f32?, bias[P,1]?, scale[P,1]?; func;
 //                  imm0 = scale, imm1 = bias when the operand is empty;
@@ -44,21 +48,22 @@ constexpr std::string_view engine_name(Engine e) {
 //                  imm0 = fill where it is false; iimm = Affine
 //   bn_stats       dst[P,6] f32, src[P,N<=512]
 //   bn_aggr        dst[P,2] f32 (mean, var), src[P,6k] f32
-#define NCORE_OPCODES(X)                          \
-  X(Dma, dma, kDma)                               \
-  X(DmaTranspose, dma_transpose, kDma)            \
-  X(Matmul, matmul, kTensor)                      \
-  X(Transpose, transpose, kTensor)                \
-  X(TensorCopy, tensor_copy, kVector)             \
-  X(TensorTensor, tensor_tensor, kVector)         \
-  X(TensorScalar, tensor_scalar, kVector)         \
-  X(TensorReduce, tensor_reduce, kVector)         \
-  X(Activation, activation, kScalar)              \
-  X(Memset, memset, kVector)                      \
-  X(Iota, iota, kGpSimd)                          \
-  X(AffineSelect, affine_select, kGpSimd)         \
-  X(BnStats, bn_stats, kVector)                   \
-  X(BnAggr, bn_aggr, kVector)
+#define NCORE_OPCODES(X)                                \
+  X(Dma, dma, kDma)                                     \
+  X(DmaTranspose, dma_transpose, kDma)                  \
+  X(Matmul, matmul, kTensor)                            \
+  X(Transpose, transpose, kTensor)                      \
+  X(TensorCopy, tensor_copy, kVector)                   \
+  X(TensorTensor, tensor_tensor, kVector)               \
+  X(TensorScalar, tensor_scalar, kVector)               \
+  X(TensorReduce, tensor_reduce, kVector)               \
+  X(Activation, activation, kScalar)                    \
+  X(Memset, memset, kVector)                            \
+  X(Iota, iota, kGpSimd)                                \
+  X(AffineSelect, affine_select, kGpSimd)               \
+  X(BnStats, bn_stats, kVector)                         \
+  X(BnAggr, bn_aggr, kVector)                           \
+  X(ScalarTensorTensor, scalar_tensor_tensor, kVector)
 
 enum class Opcode : uint8_t {
 #define NCORE_X(Name, mnemonic, engine) k##Name,
@@ -94,7 +99,7 @@ constexpr Engine default_engine(Opcode op) {
 
 // Which engines may execute an opcode (facts §3: tensor_copy on V/S/GpSimd,
 // tensor_scalar also on ScalarE and GpSimd, memset also on GpSimd, tensor_tensor
-// also on GpSimd).
+// also on GpSimd; scalar_tensor_tensor on VectorE only, as NKI documents it).
 constexpr bool engine_allowed(Opcode op, Engine e) {
   switch (op) {
     case Opcode::kTensorCopy:
@@ -132,9 +137,10 @@ constexpr std::string_view alu_name(AluOp op) {
   return "?";
 }
 
-// Which ALU ops an engine's tensor_tensor / tensor_scalar may use (NKI's
-// "Supported Math Operators" table: add and multiply run on Vector, GpSimd
-// and Scalar; every other op on Vector only). ScalarE's tensor_scalar is
+// Which ALU ops an engine's tensor_tensor / tensor_scalar /
+// scalar_tensor_tensor may use (NKI's "Supported Math Operators" table: add
+// and multiply run on Vector, GpSimd and Scalar; every other op on Vector
+// only). ScalarE's tensor_scalar is
 // further limited to op0 = multiply, op1 = add; op0 = multiply; op0 = add
 // (facts section 3). kBypass is "no second op".
 constexpr bool alu_allowed(Engine e, Opcode op, AluOp op0, AluOp op1) {

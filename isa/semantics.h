@@ -36,6 +36,15 @@ inline float alu(AluOp op, float a, float b) {
   return a;
 }
 
+// scalar_tensor_tensor on one element: (x op0 s) op1 t, both stages fp32
+// and rounded on their own (two ALU stages, as tensor_scalar's), kReverse0
+// giving s op0 x and kReverse1 t op1 (...).
+inline float scalar_tensor_tensor(AluOp op0, AluOp op1, float x, float s, float t, bool reverse0,
+                                  bool reverse1) {
+  const float r = reverse0 ? alu(op0, s, x) : alu(op0, x, s);
+  return reverse1 ? alu(op1, t, r) : alu(op1, r, t);
+}
+
 // Identity element of a reduction ALU op (add, max, min).
 inline float reduce_identity(AluOp op) {
   switch (op) {

@@ -28,6 +28,10 @@ inline const char* slot_name(Opcode op, int slot) {
       static const char* const n[5] = {"dst", "src", "-", "scalar0", "scalar1"};
       return n[slot];
     }
+    case Opcode::kScalarTensorTensor: {
+      static const char* const n[5] = {"dst", "data", "tensor", "scalar0", "-"};
+      return n[slot];
+    }
     case Opcode::kActivation: {
       static const char* const n[5] = {"dst", "src", "accum", "bias", "scale"};
       return n[slot];
@@ -45,6 +49,7 @@ constexpr bool uses_slot(Opcode op, int slot) {
     case Opcode::kMatmul:
     case Opcode::kTensorTensor: return slot <= 2;
     case Opcode::kTensorScalar: return slot != 2;
+    case Opcode::kScalarTensorTensor: return slot <= 3;
     case Opcode::kActivation: return true;
     default: return slot <= 1;
   }
@@ -315,6 +320,22 @@ struct Checker {
                 in.engine == Engine::kScalar ? "multiply + add, multiply or add only"
                                              : "add and multiply only",
                 ")");
+        break;
+      case Opcode::kScalarTensorTensor:
+        present(1);
+        present(2);
+        same_partitions(0, 1);
+        same_partitions(0, 2);
+        same_free(0, 1);
+        same_free(0, 2);
+        column(3);
+        require(!(o(1).space == Space::kPsum && o(2).space == Space::kPsum), 2,
+                "is in PSUM with data (at most one of them may be)");
+        // Both stages are required: with one it is a tensor_scalar or tensor_tensor.
+        require(in.alu0 != AluOp::kBypass && in.alu1 != AluOp::kBypass, -1,
+                "ops must both be arithmetic, got ", alu_name(in.alu0), ", ", alu_name(in.alu1));
+        require(alu_allowed(in.engine, in.op, in.alu0, in.alu1), -1, "ops ", alu_name(in.alu0), ", ",
+                alu_name(in.alu1), " cannot run on the ", engine_name(in.engine), " engine");
         break;
       case Opcode::kTensorReduce: {
         present(1);

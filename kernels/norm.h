@@ -8,9 +8,10 @@
 // free axis. Row tiles are dealt round-robin to the SPMD program instances.
 // Statistics are fp32 whatever X's dtype, and so is every intermediate:
 //   layernorm  VectorE bn_stats on bn_stats_fmax (512) element chunks, one
-//              bn_aggr -> (mean, var); ScalarE rsqrt(var + eps); the two-op
-//              (x - mean) * rstd (a VectorE tensor_scalar); gamma (multiply)
-//              and beta (add) as tensor_tensor.
+//              bn_aggr -> (mean, var); ScalarE rsqrt(var + eps); then
+//              y = ((x - mean) * gamma) * rstd + beta, in that order, as two
+//              VectorE scalar_tensor_tensor: (x - mean) * gamma, which costs
+//              N instead of 2N for bf16 X and gamma, and (t * rstd) + beta.
 //   rmsnorm    ScalarE activation(square) whose accumulator sums x^2; ScalarE
 //              rsqrt(sum * (1/D) + eps); x * rstd (ScalarE activation scale);
 //              * gamma as tensor_tensor.
@@ -19,13 +20,15 @@
 // NeuronCore-v2 takes no scalar bias (facts §3). Elementwise instructions are
 // split at the engine's free-size limit (engine_sbuf_fmax).
 //
-// Engine balance (device): the per-row step and the gamma / beta columns are
-// shared out between engines that compute the same roundings (ScalarE
-// activations for the tensor_scalar, GpSimd for tensor_tensor), in shares
-// that even out the engines' published cycle costs (balance_engines). The
-// results are the same bits whichever engine computes a column. On
-// NeuronCore-v3 VectorE's columns keep their fp32 intermediate in PSUM
-// (norm_psum_path): a tensor_tensor with one input in PSUM costs N, not 2N.
+// Engine balance (device): columns are shared out between engines that
+// compute the same roundings (layernorm: GpSimd tensor_tensor with ScalarE
+// activations for the scalar steps, and ScalarE's * rstd beside a VectorE
+// tensor_tensor + beta; rmsnorm: ScalarE activations for the tensor_scalar,
+// GpSimd for tensor_tensor), in shares that even out the engines' published
+// cycle costs (balance_engines). The results are the same bits whichever
+// engine computes a column. On NeuronCore-v3 VectorE's columns keep their
+// fp32 intermediate in PSUM (norm_psum_path): a tensor_tensor with one input
+// in PSUM costs N, not 2N.
 //
 // Plans (plan_norm): a row tile is *resident* when all of D fits SBUF (on the
 // device: twice at least): X is read once, and three or four buffers let
@@ -175,6 +178,16 @@ void tensor_tensor_cols(int64_t n, double gpsimd_share, int64_t psum_cols, F&& f
   if (v > 0) for_pieces(0, v, psum_cols > 0 ? psum_cols : v, [&](int64_t c0, int64_t len) { f(c0, len, false); });
 }
 
+// Layernorm's GpSimd columns [v, n) in two halves of multiples of
+// kSplitAlign (one if it is too narrow to halve; none if v == n).
+inline std::vector<std::pair<int64_t, int64_t>> gpsimd_halves(int64_t v, int64_t n) {
+  const int64_t h = v + (n - v) / 2 / kSplitAlign * kSplitAlign;
+  std::vector<std::pair<int64_t, int64_t>> r;
+  if (h > v) r.push_back({v, h});
+  if (n > h) r.push_back({h, n});
+  return r;
+}
+
 // NeuronCore-v3 device plans (psum_cols > 0): [P, kNormPsumSlots, psum_cols]
 // f32 in PSUM for VectorE's intermediates, handed out in turn so that ScalarE
 // fills one slot while VectorE reads the other.
@@ -227,7 +240,7 @@ void layernorm(Nc& nc, const HbmTensor& y, const HbmTensor& x, const HbmTensor& 
     mv.push_back(nc.sbuf(DType::kF32, P, {2}));                               // [P, (mean, var)]
     neg_mean.push_back(nc.sbuf(DType::kF32, P, {1}));                         // [P, 1]
   }
-  PsumSlots<Nc> z_psum(nc, p);  // VectorE's columns of (x - mean) * rstd (* gamma)
+  PsumSlots<Nc> z_psum(nc, p);  // VectorE's columns of (x - mean) * gamma (* rstd)
 
   nc.memset(eps_col, eps);
   // Resident gamma / beta load after the first X block, which the first
@@ -239,7 +252,8 @@ void layernorm(Nc& nc, const HbmTensor& y, const HbmTensor& x, const HbmTensor& 
     nc.dma(g_buf[0], c.gamma.broadcast(0, P));
     nc.dma(b_buf[0], c.beta.broadcast(0, P));
   };
-  const bool scalar_step = split_cols(std::min(D, std::min(p.block, p.op_chunk)), p.scalar_share) > 0;
+  // -mean for ScalarE's x - mean, when a whole piece would give GpSimd columns.
+  const bool gpsimd_cols = split_cols(std::min(D, std::min(p.block, p.op_chunk)), p.gpsimd_share) > 0;
 
   const std::vector<RowTile> tiles = my_tiles(nc, c.rows, P);
   auto x_rows = [&](const RowTile& rt) { return c.x2.slice(0, rt.r0, rt.r0 + rt.n); };  // [n, D]
@@ -258,55 +272,115 @@ void layernorm(Nc& nc, const HbmTensor& y, const HbmTensor& x, const HbmTensor& 
   auto aggregate = [&](size_t ss, int n) {
     nc.bn_aggr(mv[ss].partitions(0, n), stats[ss].partitions(0, n).slice(1, 0, 6));  // [n, chunks, 6]
   };
-  // ScalarE: rstd = rsqrt(var + eps), and -mean for the ScalarE step.
-  auto scalars = [&](size_t ss, int n) {
-    const Tile m = mv[ss].partitions(0, n);
-    nc.activation(rstd[ss].partitions(0, n), ActFunc::kRsqrt, m.slice(0, 1, 2),
-                  {.bias = eps_col.partitions(0, n)});
-    if (scalar_step)
-      nc.activation(neg_mean[ss].partitions(0, n), ActFunc::kCopy, m.slice(0, 0, 1), {.scale = -1.0f});
+  // ScalarE: rstd = rsqrt(var + eps); -mean for the GpSimd columns.
+  auto rsqrt_of = [&](size_t ss, int n) {
+    nc.activation(rstd[ss].partitions(0, n), ActFunc::kRsqrt,
+                  mv[ss].partitions(0, n).slice(0, 1, 2), {.bias = eps_col.partitions(0, n)});
   };
-  // Normalises block [b0, b0 + len) of a tile in X buffer `slot` and stores it.
-  auto normalise = [&](size_t ss, const RowTile& rt, size_t slot, int64_t b0, int64_t len) {
+  auto neg_mean_of = [&](size_t ss, int n) {
+    if (gpsimd_cols)
+      nc.activation(neg_mean[ss].partitions(0, n), ActFunc::kCopy,
+                    mv[ss].partitions(0, n).slice(0, 0, 1), {.scale = -1.0f});
+  };
+  // The views of block [b0, b0 + len) of a tile in X buffer `slot`.
+  struct Views {
+    Tile xt, w, out, g, b;  // [n, len]: X's dtype, fp32, Y's dtype, gamma, beta
+  };
+  auto views = [&](const RowTile& rt, size_t slot, int64_t b0, int64_t len) {
     const int n = rt.n;
-    const Tile xt = x_tile(slot, n, len);
-    const Tile w = p.work_tile ? w_buf[slot].partitions(0, n).slice(0, 0, len) : xt;  // fp32
-    const Tile out = y.dtype == DType::kF32 ? w : xt;                                  // Y's dtype
-    const Tile mean = mv[ss].partitions(0, n).slice(0, 0, 1), rs = rstd[ss].partitions(0, n);
+    Views v;
+    v.xt = x_tile(slot, n, len);
+    v.w = p.work_tile ? w_buf[slot].partitions(0, n).slice(0, 0, len) : v.xt;
+    v.out = y.dtype == DType::kF32 ? v.w : v.xt;
     const int64_t pb = p.params_resident ? b0 : 0;
     const size_t ps = p.params_resident ? 0 : slot % size_t(pbufs);
-    const Tile g = g_buf[ps].partitions(0, n).slice(0, pb, pb + len);
-    const Tile b = b_buf[ps].partitions(0, n).slice(0, pb, pb + len);
-    if (!p.params_resident) {
-      nc.dma(g, c.gamma.broadcast(0, n).slice(1, b0, b0 + len));
-      nc.dma(b, c.beta.broadcast(0, n).slice(1, b0, b0 + len));
-    }
-    // (x - mean) * rstd into fp32 dst: the first columns as two ScalarE
-    // activations, fl(fl(x * 1) + -mean) = fl(x - mean) and fl(fl(d * rstd) +
-    // -0) = fl(d * rstd), the rest as the VectorE tensor_scalar: the same bits.
-    auto step = [&](const Tile& dst, const Tile& src) {
-      const int64_t cl = dst.free_size(), cs = split_cols(cl, p.scalar_share);
-      if (cs > 0) {
-        const Tile ds = dst.slice(0, 0, cs);
-        nc.activation(ds, ActFunc::kCopy, src.slice(0, 0, cs), {.bias = neg_mean[ss].partitions(0, n)});
-        nc.activation(ds, ActFunc::kCopy, ds, {.scale = rs, .bias = -0.0f});
-      }
-      if (cs < cl)
-        nc.tensor_scalar(dst.slice(0, cs, cl), src.slice(0, cs, cl), AluOp::kSubtract, mean,
-                         AluOp::kMultiply, rs);
-    };
+    v.g = g_buf[ps].partitions(0, n).slice(0, pb, pb + len);
+    v.b = b_buf[ps].partitions(0, n).slice(0, pb, pb + len);
+    return v;
+  };
+  // Of an instruction-sized piece of cl columns, VectorE's are [0, v) and
+  // GpSimd's [v, cl) (its last gpsimd_share), in two halves (gpsimd_halves).
+  auto gpsimd_split = [&](int64_t cl) { return cl - split_cols(cl, p.gpsimd_share); };
+  // The GpSimd columns' first half-steps: ScalarE's fl(fl(x * 1) + -mean),
+  // GpSimd's * gamma.
+  auto gpsimd_front = [&](size_t ss, const RowTile& rt, const Views& v, int64_t len) {
     for_pieces(0, len, p.op_chunk, [&](int64_t c0, int64_t cl) {
-      tensor_tensor_cols(cl, p.gpsimd_share, p.psum_cols, [&](int64_t a, int64_t m, bool gpsimd) {
-        auto cols = [&](const Tile& tile) { return tile.slice(0, c0 + a, c0 + a + m); };
-        // VectorE's intermediate in a PSUM slot (norm_psum_path), else in SBUF.
-        const Tile z = gpsimd || !z_psum.on() ? cols(w) : z_psum.next(n, m);
-        const Engine e = gpsimd ? Engine::kGpSimd : Engine::kVector;
-        step(z, cols(xt));
-        nc.tensor_tensor(z, z, cols(g), AluOp::kMultiply, e);
-        nc.tensor_tensor(cols(out), z, cols(b), AluOp::kAdd, e);
-      });
+      for (const auto& [lo, hi] : gpsimd_halves(gpsimd_split(cl), cl)) {
+        const Tile z = v.w.slice(0, c0 + lo, c0 + hi);
+        nc.activation(z, ActFunc::kCopy, v.xt.slice(0, c0 + lo, c0 + hi),
+                      {.bias = neg_mean[ss].partitions(0, rt.n)});
+        nc.tensor_tensor(z, z, v.g.slice(0, c0 + lo, c0 + hi), AluOp::kMultiply, Engine::kGpSimd);
+      }
     });
-    nc.dma(y_rows(rt).slice(1, b0, b0 + len), out);
+  };
+  // Normalises block [b0, b0 + len) of a tile in X buffer `slot` and stores
+  // it: y = fl(fl(fl(fl(x - mean) * gamma) * rstd) + beta) on every engine,
+  // the same bits. GpSimd's columns (GpSimd has no scalar_tensor_tensor):
+  // ScalarE's fl(fl(x * 1) + -mean), GpSimd's * gamma, ScalarE's
+  // fl(fl(t * rstd) + -0), GpSimd's + beta, in two halves so that GpSimd
+  // multiplies one while ScalarE scales the other. VectorE's columns:
+  // scalar_tensor_tensor (x - mean) * gamma, then (t * rstd) + beta, or for
+  // the first scalar_share of each range ScalarE's fl(fl(t * rstd) + -0) and
+  // a VectorE tensor_tensor + beta. Program order per block: the GpSimd
+  // columns' first half-steps; VectorE's (x - mean) * gamma with ScalarE's
+  // * rstd; between(), which the resident pipeline fills with the next
+  // tile's statistics (VectorE computes them while ScalarE scales);
+  // VectorE's + beta; the GpSimd columns' second half-steps; the store.
+  // VectorE's ranges pass through the PSUM slots in groups of
+  // kNormPsumSlots, all but the last group without a gap.
+  auto normalise = [&](size_t ss, const RowTile& rt, size_t slot, int64_t b0, int64_t len,
+                       auto&& between) {
+    const int n = rt.n;
+    const Views v = views(rt, slot, b0, len);
+    const Tile mean = mv[ss].partitions(0, n).slice(0, 0, 1), rs = rstd[ss].partitions(0, n);
+    if (!p.params_resident) {
+      nc.dma(v.g, c.gamma.broadcast(0, n).slice(1, b0, b0 + len));
+      nc.dma(v.b, c.beta.broadcast(0, n).slice(1, b0, b0 + len));
+    }
+    gpsimd_front(ss, rt, v, len);
+    std::vector<std::pair<int64_t, int64_t>> ranges;  // VectorE's (c0, m)
+    for_pieces(0, len, p.op_chunk, [&](int64_t c0, int64_t cl) {
+      for_pieces(0, gpsimd_split(cl), z_psum.on() ? p.psum_cols : cl,
+                 [&](int64_t lo, int64_t m) { ranges.push_back({c0 + lo, m}); });
+    });
+    const size_t group = z_psum.on() ? size_t(kNormPsumSlots) : std::max<size_t>(ranges.size(), 1);
+    for (size_t g0 = 0; g0 < std::max<size_t>(ranges.size(), 1); g0 += group) {
+      const size_t g1 = std::min(ranges.size(), g0 + group);
+      std::vector<Tile> z(g1 - g0);  // VectorE's intermediates
+      for (size_t i = g0; i < g1; ++i) {
+        const auto [c0, m] = ranges[i];
+        // In a PSUM slot (norm_psum_path), else in SBUF.
+        z[i - g0] = z_psum.on() ? z_psum.next(n, m) : v.w.slice(0, c0, c0 + m);
+        nc.scalar_tensor_tensor(z[i - g0], v.xt.slice(0, c0, c0 + m), AluOp::kSubtract, mean,
+                                AluOp::kMultiply, v.g.slice(0, c0, c0 + m));
+        const int64_t cs = split_cols(m, p.scalar_share);
+        if (cs > 0) {
+          const Tile zs = z[i - g0].slice(0, 0, cs);
+          nc.activation(zs, ActFunc::kCopy, zs, {.scale = rs, .bias = -0.0f});
+        }
+      }
+      if (g1 == ranges.size()) between();
+      for (size_t i = g0; i < g1; ++i) {
+        const auto [c0, m] = ranges[i];
+        const Tile ym = v.out.slice(0, c0, c0 + m), bm = v.b.slice(0, c0, c0 + m);
+        const int64_t cs = split_cols(m, p.scalar_share);
+        if (cs < m)
+          nc.scalar_tensor_tensor(ym.slice(0, cs, m), z[i - g0].slice(0, cs, m), AluOp::kMultiply,
+                                  rs, AluOp::kAdd, bm.slice(0, cs, m));
+        if (cs > 0)
+          nc.tensor_tensor(ym.slice(0, 0, cs), z[i - g0].slice(0, 0, cs), bm.slice(0, 0, cs),
+                           AluOp::kAdd);
+      }
+    }
+    for_pieces(0, len, p.op_chunk, [&](int64_t c0, int64_t cl) {
+      for (const auto& [lo, hi] : gpsimd_halves(gpsimd_split(cl), cl)) {
+        const Tile zg = v.w.slice(0, c0 + lo, c0 + hi);
+        nc.activation(zg, ActFunc::kCopy, zg, {.scale = rs, .bias = -0.0f});
+        nc.tensor_tensor(v.out.slice(0, c0 + lo, c0 + hi), zg, v.b.slice(0, c0 + lo, c0 + hi),
+                         AluOp::kAdd, Engine::kGpSimd);
+      }
+    });
+    nc.dma(y_rows(rt).slice(1, b0, b0 + len), v.out);
   };
 
   // Block [b0, b0 + len) of a row tile into X buffer `slot` (all of D when resident).
@@ -316,19 +390,27 @@ void layernorm(Nc& nc, const HbmTensor& y, const HbmTensor& x, const HbmTensor& 
   };
   if (p.resident) {
     const size_t nb = size_t(p.bufs);
-    // The VectorE statistics run a tile ahead: VectorE does them while ScalarE
-    // computes this tile's (x - mean) * rstd, which this tile's tensor_tensor waits for.
-    pipeline(
-        tiles.size(), p.bufs, 1,
-        [&](size_t k) { load_block(k % nb, tiles[k], 0, D); },
-        [&](size_t k) {
-          stats_of(k % kStatSlots, tiles[k].n, x_tile(k % nb, tiles[k].n, D), 0, D);
-          aggregate(k % kStatSlots, tiles[k].n);
-        },
-        [&](size_t k) {
-          scalars(k % kStatSlots, tiles[k].n);
-          normalise(k % kStatSlots, tiles[k], k % nb, 0, D);
-        });
+    // Tile k's loads are issued bufs - 1 tiles early (as pipeline()); with
+    // two buffers or more its statistics one tile early, between tile k - 1's
+    // two normalise parts.
+    const size_t ahead = size_t(p.bufs - 1), nt = tiles.size();
+    const bool skew = ahead > 0;
+    auto stats_tile = [&](size_t k) {
+      stats_of(k % kStatSlots, tiles[k].n, x_tile(k % nb, tiles[k].n, D), 0, D);
+      aggregate(k % kStatSlots, tiles[k].n);
+    };
+    for (size_t k = 0; k < std::min(nt, ahead); ++k) load_block(k % nb, tiles[k], 0, D);
+    if (skew && nt > 0) stats_tile(0);
+    for (size_t k = 0; k < nt; ++k) {
+      if (k + ahead < nt) load_block((k + ahead) % nb, tiles[k + ahead], 0, D);
+      if (!skew) stats_tile(k);
+      const size_t ss = k % kStatSlots;
+      rsqrt_of(ss, tiles[k].n);
+      neg_mean_of(ss, tiles[k].n);
+      normalise(ss, tiles[k], k % nb, 0, D, [&] {
+        if (skew && k + 1 < nt) stats_tile(k + 1);
+      });
+    }
     return;
   }
   stream_blocks(
@@ -338,9 +420,12 @@ void layernorm(Nc& nc, const HbmTensor& y, const HbmTensor& x, const HbmTensor& 
       },
       [&](size_t ss, int n) {
         aggregate(ss, n);
-        scalars(ss, n);
+        rsqrt_of(ss, n);
+        neg_mean_of(ss, n);
       },
-      normalise);
+      [&](size_t ss, const RowTile& rt, size_t slot, int64_t b0, int64_t len) {
+        normalise(ss, rt, slot, b0, len, [] {});
+      });
 }
 
 // Y = X * rsqrt(mean(X^2) + eps) * gamma over the last dim. X [..., D] f32 or
@@ -438,6 +523,11 @@ void rmsnorm(Nc& nc, const HbmTensor& y, const HbmTensor& x, const HbmTensor& ga
     for_pieces(0, len, p.op_chunk, [&](int64_t c0, int64_t cl) {
       tensor_tensor_cols(cl, p.gpsimd_share, p.psum_cols, [&](int64_t a, int64_t m, bool gpsimd) {
         auto cols = [&](const Tile& tile) { return tile.slice(0, c0 + a, c0 + a + m); };
+        if (p.rms_fused) {  // fl(fl(x * rstd) * gamma), as the two steps below
+          nc.scalar_tensor_tensor(cols(out), cols(xt), AluOp::kMultiply, rs, AluOp::kMultiply,
+                                  cols(g));
+          return;
+        }
         // VectorE's intermediate in a PSUM slot (norm_psum_path), else in SBUF.
         const Tile z = gpsimd || !z_psum.on() ? cols(w) : z_psum.next(n, m);
         step(z, cols(xt));

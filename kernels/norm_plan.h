@@ -29,7 +29,8 @@ inline constexpr int64_t kHostTileBytes = 512 * 1024;
 inline constexpr int kNormDeviceBufs = 4;
 
 // PSUM slots of the NeuronCore-v3 plans' VectorE columns (NormPlan::psum_cols):
-// ScalarE writes one slot's (x - mean) * rstd while VectorE finishes the other.
+// ScalarE scales one slot's (x - mean) * gamma (layernorm) or writes its
+// x * rstd (rmsnorm) while VectorE finishes the other.
 inline constexpr int kNormPsumSlots = 2;
 
 // Arch guide: a Vector / Scalar instruction that depends on the one before it
@@ -56,9 +57,10 @@ struct NormPlan {
   int64_t op_chunk = 0;          // free elements per elementwise instruction
   int64_t bn_chunks = 0;         // bn_stats chunks per row (layernorm)
   int64_t pieces = 0;            // accumulator pieces per row (rmsnorm)
-  double scalar_share = 0;       // of the per-row step's columns, on ScalarE
-  double gpsimd_share = 0;       // of the gamma / beta tensor_tensor columns, on GpSimd
+  double scalar_share = 0;       // NormShares::scalar
+  double gpsimd_share = 0;       // NormShares::gpsimd
   int64_t psum_cols = 0;         // > 0: VectorE's columns pass through PSUM, this many per slot
+  bool rms_fused = false;        // rmsnorm's (x * rstd) * gamma as one scalar_tensor_tensor
   int64_t sbuf_bytes = 0;        // per partition, every buffer rounded to Allocator::kAlign
 };
 
@@ -116,54 +118,63 @@ inline bool norm_psum_path(const Target& t, NormPlace place) {
 }
 
 struct NormShares {
-  double scalar = 0;  // of the per-row step's columns, on ScalarE
-  double gpsimd = 0;  // of the gamma / beta tensor_tensor columns, on GpSimd
+  double scalar = 0;  // layernorm: of VectorE's columns, those whose * rstd runs on ScalarE;
+                      // rmsnorm: of the per-row step's columns, on ScalarE
+  double gpsimd = 0;  // of the columns, on GpSimd (their tensor_tensor instructions)
 };
 
 // Engine balance on the device. Per tile, in each engine's cycles by the
 // published formulas (facts §3: bn_stats N, bn_aggr 13 N / 3, tensor_scalar
-// N, activation N, fp32 tensor_tensor 2N, N elements per partition; plus the
-// static overhead of dependent instructions), some work is fixed to an
-// engine and two parts can move:
-//   layernorm  fixed: VectorE bn_stats + bn_aggr, ScalarE rsqrt and -mean;
-//              (x - mean) * rstd: VectorE tensor_scalar (N) or two ScalarE
-//              activations (2N; the same two roundings, see layernorm());
-//              * gamma, + beta: 4N on GpSimd, on VectorE 4N from SBUF or 2N
-//              with the intermediate in PSUM (norm_psum_path).
+// N, activation N, fp32 tensor_tensor 2N, scalar_tensor_tensor N for bf16
+// data and tensor with subtract then multiply, else 2N; N elements per
+// partition; plus the static overhead of dependent instructions), some work
+// is fixed to an engine and some can move:
+//   layernorm  fixed: VectorE bn_stats + bn_aggr, ScalarE rsqrt and -mean.
+//              A VectorE column: scalar_tensor_tensor (x - mean) * gamma (N
+//              or 2N), then (t * rstd) + beta as a second one (2N), or as a
+//              ScalarE activation (N) and a VectorE tensor_tensor (N with t
+//              in PSUM, norm_psum_path; 2N from SBUF, which saves nothing).
+//              A GpSimd column (GpSimd has no scalar_tensor_tensor): ScalarE
+//              x - mean and * rstd (2N), GpSimd * gamma and + beta (4N).
 //   rmsnorm    fixed: ScalarE square with accumulator (N + MIN_II) and rsqrt;
 //              x * rstd: ScalarE activation or VectorE tensor_scalar (N, the
 //              same rounding); * gamma: 2N on GpSimd, on VectorE 2N from SBUF
 //              or N from PSUM.
 // The shares minimise the slowest engine's time: a bisection on that time,
-// where ScalarE and GpSimd take all they can of their movable work and
-// VectorE must fit the rest. NeuronCore-v2 serialises VectorE and GpSimd on
-// SBUF (facts §2): GpSimd takes nothing there.
-inline NormShares balance_engines(const Target& t, NormKind kind, int64_t d) {
+// where GpSimd and then ScalarE take all they can of their movable work and
+// VectorE must fit the rest. (A layernorm GpSimd column saves VectorE more
+// per ScalarE cycle than an assisted VectorE column does, so it goes first.)
+// NeuronCore-v2 serialises VectorE and GpSimd on SBUF (facts §2): GpSimd
+// takes nothing there.
+inline NormShares balance_engines(const Target& t, NormKind kind, int64_t d, const NormDtypes& dt) {
   const double n = double(d), ov = kStaticOverheadCycles, ii = t.min_ii_cycles;
   const double fv = t.vector_ghz, fs = t.scalar_ghz, fg = t.nc_version >= 3 ? t.gpsimd_ghz : 0.0;
-  double v0, s0, step_s, step_v, tt;  // tt: GpSimd's cycles for all the tensor_tensor columns
-  if (kind == NormKind::kLayer) {
-    const double chunks = double(norm_detail::ceil_div(d, t.bn_stats_fmax));
-    v0 = n + 13.0 * 6.0 * chunks / 3.0 + 3 * ov;
-    s0 = 2 * (ii + ov);
-    step_s = 2 * n + 2 * ov;
-    step_v = n;
-    tt = 4 * n;
-  } else {
-    v0 = ov;
-    s0 = n + 2 * ii + 2 * ov;
-    step_s = n;
-    step_v = n + ov;
-    tt = 2 * n;
-  }
-  const double tt_v = norm_psum_path(t, NormPlace::kDevice) ? tt / 2 : tt;  // VectorE's
+  const bool psum = norm_psum_path(t, NormPlace::kDevice);
   auto shares_within = [&](double ns, NormShares& sh) {  // can every engine finish in ns?
+    if (kind == NormKind::kLayer) {
+      const double chunks = double(norm_detail::ceil_div(d, t.bn_stats_fmax));
+      const bool stt_fast = dt.x == DType::kBF16 && dt.gamma == DType::kBF16 && d % 2 == 0;
+      const double v0 = n + 13.0 * 6.0 * chunks / 3.0 + 3 * ov, s0 = 2 * (ii + ov);
+      const double v_col = (stt_fast ? n : 2 * n) + 2 * n;  // two scalar_tensor_tensor
+      const double saved = psum ? n : 0.0;                  // by a ScalarE * rstd
+      const double s_assist = n + ov, s_gpsimd = 2 * n + 2 * ov, g_col = 4 * n;
+      sh.gpsimd = std::clamp(std::min(ns * fg / g_col, (ns * fs - s0) / s_gpsimd), 0.0, 1.0);
+      const double s_left = ns * fs - s0 - sh.gpsimd * s_gpsimd;
+      sh.scalar = saved > 0 && sh.gpsimd < 1
+                      ? std::clamp(s_left / ((1 - sh.gpsimd) * s_assist), 0.0, 1.0)
+                      : 0.0;
+      return s0 + sh.gpsimd * s_gpsimd + (1 - sh.gpsimd) * sh.scalar * s_assist <= ns * fs &&
+             v0 + (1 - sh.gpsimd) * (v_col - sh.scalar * saved) <= ns * fv;
+    }
+    const double v0 = ov, s0 = n + 2 * ii + 2 * ov, step_s = n, step_v = n + ov, tt = 2 * n;
+    const double tt_v = psum ? tt / 2 : tt;  // VectorE's
     sh.scalar = std::clamp((ns * fs - s0) / step_s, 0.0, 1.0);
     sh.gpsimd = std::clamp(ns * fg / tt, 0.0, 1.0);
     return s0 + sh.scalar * step_s <= ns * fs &&
            v0 + (1 - sh.scalar) * step_v + (1 - sh.gpsimd) * tt_v <= ns * fv;
   };
-  double lo = 0, hi = (v0 + s0 + step_s + step_v + tt_v) / std::min(fv, fs);
+  // Above any engine's total (each is under 7N + 400 cycles).
+  double lo = 0, hi = 8 * (n + 1000) / std::min(fv, fs);
   NormShares sh;
   for (int it = 0; it < 64; ++it) {
     const double mid = (lo + hi) / 2;
@@ -247,11 +258,14 @@ inline NormPlan plan_norm(const Target& t, NormKind kind, int64_t rows_total, in
   for (NormPlan& p : candidates) {
     if (!fits(p)) continue;
     // Host: one thread runs everything, so the fewest instructions win
-    // (layernorm's step as one tensor_scalar, rmsnorm's as one activation).
+    // (layernorm as two scalar_tensor_tensor, rmsnorm's as one).
     const NormShares sh = host ? NormShares{kind == NormKind::kRms ? 1.0 : 0.0, 0.0}
-                               : balance_engines(t, kind, p.block);
+                               : balance_engines(t, kind, p.block, dt);
     p.scalar_share = sh.scalar;
     p.gpsimd_share = sh.gpsimd;
+    // Host rmsnorm: one pass instead of two (the same bits). Not on the
+    // device: its 2N on VectorE alone is never below the split step's cost.
+    p.rms_fused = host && kind == NormKind::kRms;
     return p;
   }
   const NormPlan smallest = make(false, 1, chunk, false, false);

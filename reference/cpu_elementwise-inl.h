@@ -1,5 +1,5 @@
 // Per-target elementwise instructions: dma / tensor_copy, tensor_tensor,
-// tensor_scalar, activation, memset, iota, affine_select.
+// tensor_scalar, scalar_tensor_tensor, activation, memset, iota, affine_select.
 //
 // Each walks its partitions, and each partition in chunks of kChunk elements
 // matched across operands in row-major order. Contiguous f32 / bf16 rows are
@@ -192,6 +192,34 @@ inline void TensorScalar(const Instr& in, const std::array<View, 5>& v) {
                              : RowOut{reinterpret_cast<uint8_t*>(sc.buf(1)), RowType::kF32};
       AluScalar(in.alu0, mid, x, s0, in.has(kReverse0), len);
       AluScalar(in.alu1, out, RowIn{mid.p, RowType::kF32}, s1, in.has(kReverse1), len);
+    }
+    d.Commit(p, e0, len, out);
+  });
+}
+
+// dst = (data op0 s0) op1 tensor, each op one fp32 rounding; s0 is the
+// [P, 1] column in slot 3 or imm[0].
+inline void ScalarTensorTensor(const Instr& in, const std::array<View, 5>& v) {
+  const Stream d(v[0]), a(v[1]), b(v[2]);
+  const bool stream = MayStream(v[0], v[1]) && MayStream(v[0], v[2]);
+  Scratch sc(d.size(), !stream);
+  const bool reversed = in.has(kReverse0) || in.has(kReverse1);
+  float s0 = 0.0f;
+  ForChunks(v[0].np, d.size(), sc.chunk(), [&](int p, int64_t e0, int64_t len) {
+    if (e0 == 0) s0 = ScalarAt(v[3], p, in.imm[0]);
+    const RowIn x = a.In(p, e0, len, sc.buf(0)), t = b.In(p, e0, len, sc.buf(1));
+    const RowOut out = d.Out(p, e0, sc.buf(2), stream);
+    if (reversed || !AluScalarTensorPair(in.alu0, in.alu1, out, x, s0, t, len)) {
+      // The fp32 intermediate in buf(0): x is either there already (decoded,
+      // overwritten element by element) or read in place from its row.
+      const RowOut mid{reinterpret_cast<uint8_t*>(sc.buf(0)), RowType::kF32};
+      AluScalar(in.alu0, mid, x, s0, in.has(kReverse0), len);
+      const RowIn m{mid.p, RowType::kF32};
+      if (in.has(kReverse1)) {
+        AluRows(in.alu1, out, t, m, len);
+      } else {
+        AluRows(in.alu1, out, m, t, len);
+      }
     }
     d.Commit(p, e0, len, out);
   });

@@ -5,7 +5,8 @@
 //   cpu_convert-inl.h      dtype <-> fp32 runs, Stream (chunked operand walks)
 //   cpu_math-inl.h         ALU ops, activation functions, fixed-order reduction
 //   cpu_elementwise-inl.h  dma, tensor_copy, tensor_tensor, tensor_scalar,
-//                          activation, memset, iota, affine_select
+//                          scalar_tensor_tensor, activation, memset, iota,
+//                          affine_select
 //   cpu_reduce-inl.h       tensor_reduce, bn_stats, bn_aggr
 //   cpu_transpose-inl.h    transpose, dma_transpose
 // Numerics are those of isa/semantics.h and isa/numerics.h, bit for bit except
@@ -61,6 +62,7 @@ void Execute(const Instr& in, const std::array<View, 5>& v) {
     case Opcode::kAffineSelect: return AffineSelect(in, v);
     case Opcode::kBnStats: return BnStats(v[0], v[1]);
     case Opcode::kBnAggr: return BnAggr(v[0], v[1]);
+    case Opcode::kScalarTensorTensor: return ScalarTensorTensor(in, v);
   }
 }
 

@@ -235,6 +235,32 @@ inline bool AluScalarPair(AluOp op0, AluOp op1, RowOut out, RowIn a, float s0, f
   return outer && inner;
 }
 
+// out[i] = alu(op1, alu(op0, a[i], s0), b[i]) in one pass, the
+// intermediate an fp32 register (scalar_tensor_tensor's (x - mean) * gamma,
+// (t * rstd) + beta): for op0, op1 in {add, subtract, multiply}. Returns
+// false, doing nothing, for other pairs.
+inline bool AluScalarTensorPair(AluOp op0, AluOp op1, RowOut out, RowIn a, float s0, RowIn b,
+                                int64_t n) {
+  const hn::ScalableTag<float> d;
+  const auto v0 = hn::Set(d, s0);
+  bool inner = false;
+  const bool outer = WithArithOp(op0, [&](auto k0) {
+    inner = WithArithOp(op1, [&](auto k1) {
+      WithRowType(a.t, [&](auto ta) {
+        WithRowType(b.t, [&](auto tb) {
+          WithRowType(out.t, [&](auto to) {
+            Map2T<decltype(ta)::value, decltype(tb)::value, decltype(to)::value>(
+                d, out, a, b, n, [&](auto x, auto y) {
+                  return AluV<decltype(k1)::value>(d, AluV<decltype(k0)::value>(d, x, v0), y);
+                });
+          });
+        });
+      });
+    });
+  });
+  return outer && inner;
+}
+
 // ---- Activation functions (semantics.h activate) ----
 
 template <class D, class V = hn::Vec<D>>

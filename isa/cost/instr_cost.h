@@ -32,7 +32,7 @@ inline int64_t stream_elems(const Instr& in) {
     const Operand& o = in.opnd[size_t(s)];
     // Per-partition [P, 1] scalars and the activation accumulator are not streamed.
     if (o.empty() || (in.op == Opcode::kActivation && s >= 2) ||
-        (in.op == Opcode::kTensorScalar && s >= 3))
+        ((in.op == Opcode::kTensorScalar || in.op == Opcode::kScalarTensorTensor) && s >= 3))
       continue;
     n = std::max(n, o.free_size());
   }
@@ -97,6 +97,18 @@ inline double formula_cycles(const CostParams& c, const Instr& in) {
       const bool single_pass =
           vector &&
           (one_in_psum || (all_bf16_sbuf && contiguous && add_sub_mul) || (fast && all_bf16_sbuf));
+      return std::max(min_ii, single_pass ? n : 2 * n);
+    }
+    case Opcode::kScalarTensorTensor: {
+      // The published row (facts §3): N when data and tensor are both bf16,
+      // op0 = subtract, op1 = multiply and N is even, else 2N. No PSUM-input
+      // or fast-mode rule is published for it, so none is applied. MIN_II
+      // as for tensor_tensor, whose cost it shares ("approximately the same
+      // latency as a regular tensor_tensor", NKI).
+      const Operand &a = in.opnd[1], &b = in.opnd[2];
+      const bool single_pass = a.dtype == DType::kBF16 && b.dtype == DType::kBF16 &&
+                               in.alu0 == AluOp::kSubtract && in.alu1 == AluOp::kMultiply &&
+                               stream_elems(in) % 2 == 0;
       return std::max(min_ii, single_pass ? n : 2 * n);
     }
     case Opcode::kTensorReduce: {

@@ -175,6 +175,14 @@ inline std::string scalar_expr(const Instr& in) {
   return e;
 }
 
+// scalar_tensor_tensor likewise: "(x subtract scalar0) multiply tensor".
+inline std::string stt_expr(const Instr& in) {
+  const std::string s0 = in.opnd[3].empty() ? num(in.imm[0]) : "scalar0";
+  const std::string op0(alu_name(in.alu0)), op1(alu_name(in.alu1));
+  const std::string e = in.has(kReverse0) ? s0 + " " + op0 + " x" : "x " + op0 + " " + s0;
+  return in.has(kReverse1) ? "tensor " + op1 + " (" + e + ")" : "(" + e + ") " + op1 + " tensor";
+}
+
 // Operands (dst first; auxiliary slots by role name) and immediates.
 inline std::string body(const Program& p, const Instr& in) {
   std::string s;
@@ -185,7 +193,8 @@ inline std::string body(const Program& p, const Instr& in) {
     if (named) s += std::string(slot_name(in.op, int(slot))) + "=";
     s += operand(p, o);
   };
-  const bool aux_named = in.op == Opcode::kTensorScalar || in.op == Opcode::kActivation;
+  const bool aux_named = in.op == Opcode::kTensorScalar || in.op == Opcode::kActivation ||
+                         in.op == Opcode::kScalarTensorTensor;
   for (size_t slot = 0; slot < in.opnd.size(); ++slot)
     add_operand(slot, aux_named && slot >= 2);
   std::string imm;
@@ -198,6 +207,7 @@ inline std::string body(const Program& p, const Instr& in) {
       break;
     case Opcode::kTensorTensor: add(std::string(alu_name(in.alu0))); break;
     case Opcode::kTensorScalar: add(scalar_expr(in)); break;
+    case Opcode::kScalarTensorTensor: add(stt_expr(in)); break;
     case Opcode::kTensorReduce:
       add(std::string(alu_name(in.alu0)) + " axes=" + std::to_string(in.axes));
       if (in.has(kNegate)) add("negate");

@@ -529,6 +529,7 @@ class Interpreter {
       case Opcode::kAffineSelect: exec_affine_select(in); break;
       case Opcode::kBnStats: exec_bn_stats(in); break;
       case Opcode::kBnAggr: exec_bn_aggr(in); break;
+      case Opcode::kScalarTensorTensor: exec_scalar_tensor_tensor(in); break;
     }
     ++stats_.instrs[size_t(in.engine)];
     ++stats_.opcodes[size_t(in.op)];
@@ -676,6 +677,27 @@ class Interpreter {
       sim::alu_scalar(in.alu0, x, s0, in.has(kReverse0), n);
       sim::alu_scalar(in.alu1, x, s1, in.has(kReverse1), n);
       store(d, r, x);
+    }
+  }
+
+  // (data op0 s) op1 tensor: the first stage rounds to fp32 in x, the second
+  // reads it back (isa/semantics.h scalar_tensor_tensor).
+  void exec_scalar_tensor_tensor(const Instr& in) {
+    const Opnd d = resolve(in, 0), a = resolve(in, 1), b = resolve(in, 2);
+    const int64_t n = d.ap.size();
+    float* x = buf(0, n);
+    float* y = buf(1, n);
+    for (int64_t r = 0; r < d.rows; ++r) {
+      load(a, r, x);
+      load(b, r, y);
+      sim::alu_scalar(in.alu0, x, scalar(in, 3, r, in.imm[0]), in.has(kReverse0), n);
+      if (in.has(kReverse1)) {
+        sim::alu_rows(in.alu1, y, x, n);
+        store(d, r, y);
+      } else {
+        sim::alu_rows(in.alu1, x, y, n);
+        store(d, r, x);
+      }
     }
   }
 

@@ -32,11 +32,14 @@
 //   [max((s2 + eps - E_v)(1 - u), eps), (s2 + eps + E_v)(1 + u)],
 // so rstd~ in [(1 - ur) / sqrt(hi), (1 + ur) / sqrt(lo)] (ur = rsqrt's
 // relative bound): |rstd~ - r| <= rho. Then per element, a = |x - mu|:
-//   dx = e_mu + u (a + e_mu)                       fl(x - mean~)
-//   T  = dx (r + rho) + a rho + u (a + dx)(r + rho)  after * rstd~
-//   V  = |gamma| (T + u (a r + T))                  after * gamma
-//   Y  = V + u (|y| + V)                            after + beta
+//   dx = e_mu + u (a + e_mu)                         fl(x - mean~)
+//   G  = dx + u (a + dx)                             after * gamma, over |gamma|
+//   V  = |gamma| (G (r + rho) + a rho + u (a + G)(r + rho))   after * rstd~
+//   Y  = V + u (|y| + V)                             after + beta
 //   bound = Y + u_out (|y| + Y) + tiny
+// (|fl(d~ g) - (x - mu) g| <= |g| G and |fl(d~ g)| <= |g| (a + G); the
+// product with rstd~ then errs by |g| G (r + rho) + |g| a rho before its own
+// rounding.)
 // where tiny = 16 * 2^-149 (1 + |gamma|)(1 + r) covers roundings that land
 // among the subnormals (absolute, not relative, error; also added per group).
 //
@@ -173,8 +176,8 @@ inline NormGolden layernorm(const MatF& x, const std::vector<float>& gamma,
       const double a = std::abs(row[size_t(j)] - mu), gj = gamma[size_t(j)];
       const double y = (row[size_t(j)] - mu) * r * gj + double(beta[size_t(j)]);
       const double dx = emu + u * (a + emu);
-      const double t = dx * (r + rho) + a * rho + u * (a + dx) * (r + rho);
-      const double v = std::abs(gj) * (t + u * (a * r + t));
+      const double gx = dx + u * (a + dx);
+      const double v = std::abs(gj) * (gx * (r + rho) + a * rho + u * (a + gx) * (r + rho));
       const double yb = v + u * (std::abs(y) + v);
       g.y(i, j) = y;
       g.bound(i, j) = yb + uo * (std::abs(y) + yb) + tiny(gj, r);

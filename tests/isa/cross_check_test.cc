@@ -103,6 +103,25 @@ TEST(CrossCheck, TensorScalarImmediateAndColumnOperands) {
     }
 }
 
+// The fused pairs (subtract / add / multiply, one SIMD pass on the CPU) and
+// the two-pass rest, reversed or not, bf16 and f32 inputs.
+TEST(CrossCheck, ScalarTensorTensorPairsAndFlags) {
+  for (DType dt : {DType::kBF16, DType::kF32})
+    for (int flags = 0; flags < 4; ++flags)
+      for (auto [op0, op1] : {std::pair{AluOp::kSubtract, AluOp::kMultiply},
+                              std::pair{AluOp::kMultiply, AluOp::kAdd},
+                              std::pair{AluOp::kDivide, AluOp::kMax}}) {
+        const bool r0 = flags & 1, r1 = flags & 2;
+        auto [cpu, dev] = run_both(elementwise(dt, [=](auto& nc, auto& d, auto& a, auto& b) {
+          auto col = nc.sbuf(DType::kF32, kP, {1});
+          nc.tensor_copy(col, b.slice(0, 0, 1));
+          nc.scalar_tensor_tensor(d, a, op0, Scalar(col), op1, b, r0, r1);
+        }), 9);
+        expect_bitwise(cpu, dev, cat("scalar_tensor_tensor ", alu_name(op0), " ", alu_name(op1),
+                                     " flags ", flags, " ", dtype_name(dt)));
+      }
+}
+
 TEST(CrossCheck, ReductionsInTheSharedOrder) {
   for (AluOp op : {AluOp::kAdd, AluOp::kMax, AluOp::kMin})
     for (int axes : {1, 2}) {

@@ -135,6 +135,7 @@ EveryOpcode issue_every_opcode(Nc& nc) {
   l.push_back(__LINE__); nc.affine_select(f, f, causal, AluOp::kIsGe, -1e30f);
   l.push_back(__LINE__); nc.bn_stats(stats, f);
   l.push_back(__LINE__); nc.bn_aggr(mv, stats);
+  l.push_back(__LINE__); nc.scalar_tensor_tensor(f, a, AluOp::kSubtract, col, AluOp::kMultiply, f);
   // clang-format on
   r.instrs = nc.backend().instrs;
   return r;
@@ -173,6 +174,13 @@ TEST_P(EveryTargetTest, EveryOpcodeOnValidOperandsReachesTheBackend) {
   EXPECT_EQ(ts.imm[1], 1.0f);
   const Instr& act = rec[size_t(Opcode::kActivation)];
   EXPECT_FALSE(act.opnd[2].empty());  // accum
+  const Instr& stt = rec[size_t(Opcode::kScalarTensorTensor)];
+  EXPECT_EQ(stt.opnd[1].dtype, DType::kBF16);  // data
+  EXPECT_EQ(stt.opnd[2].dtype, DType::kF32);   // tensor
+  EXPECT_FALSE(stt.opnd[3].empty());           // scalar0: the column
+  EXPECT_TRUE(stt.opnd[4].empty());
+  EXPECT_EQ(stt.alu0, AluOp::kSubtract);
+  EXPECT_EQ(stt.alu1, AluOp::kMultiply);
   EXPECT_FALSE(act.opnd[3].empty());  // bias tile
   EXPECT_TRUE(act.opnd[4].empty());   // scale immediate
   EXPECT_EQ(act.imm[0], 2.0f);
@@ -331,12 +339,18 @@ TEST_F(ValidateTest, UnusedOperandSlotsAreEmpty) {
   in = valid(Opcode::kMatmul);
   in.opnd[3] = Operand(col);
   invalid(kTrn2, {}, in, {"matmul: operand slot 3 is unused and must be empty"});
+  in = valid(Opcode::kScalarTensorTensor);
+  in.opnd[4] = Operand(col);
+  invalid(kTrn2, {}, in, {"scalar_tensor_tensor: operand slot 4 is unused and must be empty"});
 }
 
 TEST_F(ValidateTest, MissingOperands) {
   Instr in = valid(Opcode::kMatmul);
   in.opnd[2] = Operand();
   invalid(kTrn2, {}, in, {"matmul: moving is missing"});
+  in = valid(Opcode::kScalarTensorTensor);
+  in.opnd[2] = Operand();
+  invalid(kTrn2, {}, in, {"scalar_tensor_tensor: tensor is missing"});
   in = valid(Opcode::kTensorCopy);
   in.opnd[0] = Operand();
   invalid(kTrn2, {}, in, {"tensor_copy: dst is missing"});
@@ -423,7 +437,8 @@ TEST_F(ValidateTest, EngineAllowedMatchesTheFacts) {
                                                  {E::kGpSimd},
                                                  {E::kGpSimd},  // memset, iota, a_select
                                                  {E::kVector},
-                                                 {E::kVector}};  // bn_stats, bn_aggr
+                                                 {E::kVector},   // bn_stats, bn_aggr
+                                                 {E::kVector}};  // scalar_tensor_tensor
   ASSERT_EQ(allowed.size(), size_t(kNumOpcodes));
   Nc scratch(kTrn2);
   const std::vector<Instr> happy = issue_every_opcode(scratch).instrs;
@@ -470,7 +485,7 @@ TEST_F(ValidateTest, BadEnumValues) {
   const Instr base = valid(Opcode::kTensorCopy);
   Instr in = base;
   in.op = Opcode(200);
-  invalid(kTrn2, {}, in, {"unknown opcode 200 (14 opcodes)"});
+  invalid(kTrn2, {}, in, {"unknown opcode 200 (15 opcodes)"});
   in = base;
   in.engine = Engine(9);
   invalid(kTrn2, {}, in, {"tensor_copy: unknown engine 9 (5 engines)"});
@@ -691,6 +706,25 @@ TEST_F(ValidateTest, TensorScalarColumns) {
           {"tensor_scalar: scalar0 has 64 partitions, src has 128"});
   rejects(__LINE__, [&] { nc.tensor_scalar(f, f.slice(0, 0, 8), AluOp::kAdd, col); },
           {"tensor_scalar: src free size 8 differs from dst's 512"});
+}
+
+TEST_F(ValidateTest, ScalarTensorTensorOperands) {
+  rejects(__LINE__, [&] { nc.scalar_tensor_tensor(f, acc, AluOp::kSubtract, col, AluOp::kMultiply, acc); },
+          {"scalar_tensor_tensor: tensor is in PSUM with data (at most one of them may be)"});
+  rejects(__LINE__, [&] { nc.scalar_tensor_tensor(f, f, AluOp::kSubtract, c2, AluOp::kMultiply, a); },
+          {"scalar_tensor_tensor: scalar0 must be a [P, 1] f32 column, got sbuf[0:128, 2] f32"});
+  rejects(__LINE__, [&] { nc.scalar_tensor_tensor(f, f, AluOp::kSubtract, col.partitions(0, 64), AluOp::kMultiply, a); },
+          {"scalar_tensor_tensor: scalar0 has 64 partitions, data has 128"});
+  rejects(__LINE__, [&] { nc.scalar_tensor_tensor(f, f, AluOp::kSubtract, col, AluOp::kMultiply, a.slice(0, 0, 256)); },
+          {"scalar_tensor_tensor: tensor free size 256 differs from dst's 512"});
+  rejects(__LINE__, [&] { nc.scalar_tensor_tensor(f, f.partitions(0, 32), AluOp::kSubtract, 1.0f, AluOp::kMultiply, a); },
+          {"scalar_tensor_tensor: data has 32 partitions, dst has 128"});
+  rejects(__LINE__, [&] { nc.scalar_tensor_tensor(f, f, AluOp::kBypass, 1.0f, AluOp::kMultiply, a); },
+          {"scalar_tensor_tensor: ops must both be arithmetic, got bypass, multiply"});
+  rejects(__LINE__, [&] { nc.scalar_tensor_tensor(f, f, AluOp::kAdd, 1.0f, AluOp::kBypass, a); },
+          {"scalar_tensor_tensor: ops must both be arithmetic, got add, bypass"});
+  // One input in PSUM, an immediate scalar, reversed operands: all valid.
+  EXPECT_NO_THROW(nc.scalar_tensor_tensor(f, acc, AluOp::kMultiply, 2.0f, AluOp::kAdd, a, true, true));
 }
 
 TEST_F(ValidateTest, TensorReduceAxes) {

@@ -1,4 +1,4 @@
-// The CPU reference's tensor_tensor and tensor_scalar: every ALU op, every
+// The CPU reference's tensor_tensor, tensor_scalar and scalar_tensor_tensor: every ALU op, every
 // dtype, walks of different shapes per operand, column scalars and reversed
 // operands, on every compiled and supported Highway target, bit for bit
 // against isa/semantics.h alu() (NaN matches NaN: x86 picks either operand's
@@ -174,6 +174,85 @@ TEST(TensorScalar, EveryOpPairFlagsAndDType) {
                          " <- ", dtype_name(t)));
         check(a, in, o);
       }
+}
+
+// Every op pair (the fused add / subtract / multiply pairs and the two-pass
+// rest), both flags, mixed dtypes and walks, immediates and columns.
+TEST(ScalarTensorTensor, EveryOpPairFlagsAndDType) {
+  int iter = 0;
+  for (AluOp op0 : kAllAluOps)
+    for (AluOp op1 : kAllAluOps)
+      for (int flags = 0; flags < 4; ++flags) {
+        ++iter;
+        const DType t = kAllDTypes[size_t(iter) % std::size(kAllDTypes)];
+        const DType tt = kAllDTypes[size_t(iter / 5) % std::size(kAllDTypes)];
+        const DType td = kAllDTypes[size_t(iter / 7) % std::size(kAllDTypes)];
+        const int64_t n = iter % 5 == 0 ? 1100 : 24;
+        Arena a{uint32_t(iter + 1000)};
+        const std::vector<AccessPattern> aps = patterns(n, true);
+        const Opnd x = a.place(t, 4, aps[size_t(iter) % aps.size()]);
+        const Opnd y = a.place(tt, 4, aps[size_t(iter + 2) % aps.size()]);
+        const std::vector<AccessPattern> dst_aps = patterns(n, false);
+        const Opnd d = a.place(td, 4, dst_aps[size_t(iter / 3) % dst_aps.size()]);
+        if (is_float(t) && is_float(tt) && n >= 10) salt(a, x, y, 4, n);
+        Instr in = make(Opcode::kScalarTensorTensor, op0);
+        in.alu1 = op1;
+        if (flags & 1) in.flags |= kReverse0;
+        if (flags & 2) in.flags |= kReverse1;
+        const float imms[] = {2.5f, -0.0f, 0.0f, std::numeric_limits<float>::quiet_NaN(),
+                              -std::numeric_limits<float>::infinity(), 3.0f, -1.25f};
+        in.imm[0] = imms[size_t(iter) % std::size(imms)];
+        std::array<Opnd, 5> o{d, x, y};
+        if (iter % 3 == 0) o[3] = a.place(DType::kF32, 4, AccessPattern::dense({1}));
+        SCOPED_TRACE(cat(alu_name(op0), " ", alu_name(op1), " flags ", flags, " ", dtype_name(td),
+                         " <- ", dtype_name(t), ", ", dtype_name(tt)));
+        check(a, in, o);
+      }
+}
+
+// The layernorm shapes: (x - mean) * gamma and (t * rstd) + beta on f32 /
+// bf16 rows of 2048, in place and not, one input from a shared row.
+TEST(ScalarTensorTensor, LargeTiles) {
+  for (DType t : {DType::kF32, DType::kBF16})
+    for (DType td : {DType::kF32, DType::kBF16}) {
+      Arena a(53);
+      const Opnd x = a.place(t, 128, AccessPattern::dense({2048}));
+      const Opnd g = a.place(t, 128, AccessPattern::dense({2048}), Fill::kValues, 0);
+      const Opnd d = a.place(td, 128, AccessPattern::dense({2048}));
+      const Opnd s0 = a.place(DType::kF32, 128, AccessPattern::dense({1}));
+      for (auto [op0, op1] : {std::pair{AluOp::kSubtract, AluOp::kMultiply},
+                              std::pair{AluOp::kMultiply, AluOp::kAdd}}) {
+        Instr in = make(Opcode::kScalarTensorTensor, op0);
+        in.alu1 = op1;
+        SCOPED_TRACE(cat(dtype_name(td), " <- ", dtype_name(t), " ", alu_name(op0)));
+        check(a, in, {d, x, g, s0});
+        check(a, in, {x, x, g, s0});  // in place
+      }
+    }
+}
+
+// A product then a sum, as in TensorScalar.NoFusedMultiplyAdd: two roundings.
+TEST(ScalarTensorTensor, NoFusedMultiplyAdd) {
+  Arena a(54);
+  const Opnd x = a.place(DType::kF32, 1, AccessPattern::dense({64}), Fill::kFinite);
+  const Opnd y = a.place(DType::kF32, 1, AccessPattern::dense({64}), Fill::kFinite);
+  for (int64_t e = 0; e < 64; ++e) {
+    a.set(x, 0, e, 1.0f + float(e + 1) * 0x1p-23f);
+    a.set(y, 0, e, -1.0f);
+  }
+  const Opnd d = a.place(DType::kF32, 1, AccessPattern::dense({64}));
+  Instr in = make(Opcode::kScalarTensorTensor, AluOp::kMultiply);
+  in.alu1 = AluOp::kAdd;
+  in.imm[0] = 1.0f + 0x1p-23f;
+  check(a, in, {d, x, y});
+  for_each_target([&](int64_t) {
+    std::vector<uint8_t> mem = a.bytes();
+    const auto v = a.views(mem, {d, x, y});
+    cpu::execute(in, v);
+    float got;
+    std::memcpy(&got, v[0].row(0), 4);
+    EXPECT_EQ(got, 0x1p-22f);  // fl(fl((1 + 2^-23)^2) - 1); an FMA keeps 2^-46 more
+  });
 }
 
 // The kernels' shapes, with the fast paths: f32 / bf16 rows, mult then add.

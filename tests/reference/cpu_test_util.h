@@ -354,6 +354,19 @@ inline void ref_execute(const Instr& in, const std::array<View, 5>& v) {
       }
       return;
     }
+    case Opcode::kScalarTensorTensor: {  // isa/semantics.h scalar_tensor_tensor
+      const std::vector<int64_t> oa = offsets(s.ap), ob = offsets(v[2].ap);
+      for (int p = 0; p < d.np; ++p) {
+        const float s0 = scalar_at(v[3], p, in.imm[0]);
+        std::vector<float> x = get_row(s, p, oa);
+        const std::vector<float> y = get_row(v[2], p, ob);
+        for (size_t i = 0; i < x.size(); ++i)
+          x[i] = scalar_tensor_tensor(in.alu0, in.alu1, x[i], s0, y[i], in.has(kReverse0),
+                                      in.has(kReverse1));
+        put_row(d, p, od, x);
+      }
+      return;
+    }
     case Opcode::kTensorReduce: {
       AccessPattern kept, block;
       for (int k = 0; k < s.ap.ndim; ++k) {

@@ -146,6 +146,29 @@ TEST_P(PerTarget, TensorTensorOneOrTwoPasses) {
   EXPECT_NEAR(tt(bf16, Space::kSbuf, AluOp::kMax), (v3() ? 512 : 1024) / c().vec, 1e-9);
 }
 
+// facts §3 scalar_tensor_tensor: N when data and tensor are bf16, op0 =
+// subtract, op1 = multiply and N is even, else 2N; no PSUM-input rule and no
+// fast mode is published for it, so neither applies (unlike tensor_tensor).
+TEST_P(PerTarget, ScalarTensorTensorFastOnlyForBf16SubtractMultiply) {
+  auto stt = [&](DType data, DType tensor, Space in, AluOp op0, AluOp op1, int64_t n) {
+    return latency(t(), [&](DeviceCore& nc) {
+      auto dst = nc.sbuf(f32, 128, {n});
+      auto a = in == Space::kPsum ? nc.psum(data, 128, {n}) : nc.sbuf(data, 128, {n});
+      auto b = nc.sbuf(tensor, 128, {n});
+      auto col = nc.sbuf(f32, 128, {1});
+      nc.scalar_tensor_tensor(dst, a, op0, col, op1, b);
+    });
+  };
+  const AluOp sub = AluOp::kSubtract, mul = AluOp::kMultiply, add = AluOp::kAdd;
+  EXPECT_NEAR(stt(bf16, bf16, Space::kSbuf, sub, mul, 512), 512 / c().vec, 1e-9);
+  EXPECT_NEAR(stt(bf16, bf16, Space::kSbuf, sub, mul, 511), 2 * 511 / c().vec, 1e-9);  // N odd
+  EXPECT_NEAR(stt(f32, bf16, Space::kSbuf, sub, mul, 512), 2 * 512 / c().vec, 1e-9);
+  EXPECT_NEAR(stt(bf16, f32, Space::kSbuf, sub, mul, 512), 2 * 512 / c().vec, 1e-9);
+  EXPECT_NEAR(stt(bf16, bf16, Space::kSbuf, mul, add, 512), 2 * 512 / c().vec, 1e-9);
+  EXPECT_NEAR(stt(bf16, bf16, Space::kSbuf, mul, mul, 512), 2 * 512 / c().vec, 1e-9);
+  EXPECT_NEAR(stt(f32, bf16, Space::kPsum, mul, add, 512), 2 * 512 / c().vec, 1e-9);  // PSUM data
+}
+
 TEST_P(PerTarget, ReduceActivationMemsetGpSimdBn) {
   auto reduce = [&](DType s, AluOp op) {
     return latency(t(), [&](DeviceCore& nc) {

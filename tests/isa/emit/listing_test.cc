@@ -161,6 +161,23 @@ TEST(Listing, ImmediatesAndViews) {
   EXPECT_TRUE(has(lines[19], "<- 4, 6, 7, 8, 9, 10, 11, 12 +6 more")) << lines[19];
 }
 
+TEST(Listing, ScalarTensorTensorAsItsExpression) {
+  const Program p = emit(kTrn2, [&](DeviceCore& nc) {
+    auto t = nc.sbuf(f32, 128, {64});
+    auto u = nc.sbuf(f32, 128, {64});
+    auto col = nc.sbuf(f32, 128, {1});
+    nc.scalar_tensor_tensor(u, t, AluOp::kSubtract, col, AluOp::kMultiply, t);  // 0
+    nc.scalar_tensor_tensor(u, t, AluOp::kSubtract, 1.5f, AluOp::kAdd, u, true, true);  // 1
+  });
+  const std::vector<std::string> lines = instr_lines(listing(p));
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_TRUE(has(lines[0], "scalar_tensor_tensor")) << lines[0];
+  EXPECT_TRUE(has(lines[0], "tensor=sbuf[0:128]@0x0 [64] f32, scalar0=sbuf[0:128]@0x200 [1] f32  "
+                            "(x subtract scalar0) multiply tensor"))
+      << lines[0];
+  EXPECT_TRUE(has(lines[1], "tensor add (1.5 subtract x)")) << lines[1];
+}
+
 TEST(Listing, LoadedProgramListsTheSame) {
   const Gemm g = small_gemm();
   EXPECT_EQ(listing(load(save(g.p))), listing(g.p));

@@ -51,6 +51,8 @@ Program all_opcodes() {
     nc.tensor_reduce(col, AluOp::kMax, a.reshape({16, 16}).transpose(0, 1), 2, true);
     nc.tensor_scalar(a, b, AluOp::kSubtract, col, AluOp::kDivide, kNaN, true, false);
     nc.tensor_scalar(b, a, AluOp::kMultiply, col, AluOp::kAdd, 2.0f, false, false, Engine::kScalar);
+    nc.scalar_tensor_tensor(a, b, AluOp::kSubtract, col, AluOp::kMultiply, acc, true, true);
+    nc.scalar_tensor_tensor(b, a, AluOp::kAdd, -0.5f, AluOp::kDivide, b);
     auto sum = nc.sbuf(f32, 128, {1});
     nc.activation(b, ActFunc::kGelu, a, ActOpts{.scale = 0.5f, .bias = col, .accum = sum});
     nc.memset(a.slice(0, 0, 64), -kInf, Engine::kGpSimd);

@@ -487,6 +487,38 @@ TEST(TensorScalar, ImmediatesColumnsAndReverse) {
   }
 }
 
+TEST(ScalarTensorTensor, ScalarThenTensorWithColumnsAndReverse) {
+  const std::vector<float> x = {1, 2, 3, 4, 5, 6};
+  const std::vector<float> y = {2, 4, 8, -1, 0.5f, 3};
+  // (x - 1.5) * y with an immediate scalar.
+  auto got = run_elementwise(2, 3, x, y, f32, 3, [](DeviceCore& nc, auto& t, auto& u, auto& o) {
+    nc.scalar_tensor_tensor(o, t, AluOp::kSubtract, 1.5f, AluOp::kMultiply, u);
+  });
+  EXPECT_EQ(got, (std::vector<float>{-1, 2, 12, -2.5f, 1.75f, 13.5f}));
+  // Partition p's scalar is y[p, 0]; both stages reversed: y / (y[p, 0] - x).
+  got = run_elementwise(2, 3, x, y, f32, 3, [](DeviceCore& nc, auto& t, auto& u, auto& o) {
+    nc.scalar_tensor_tensor(o, t, AluOp::kSubtract, u.slice(0, 0, 1), AluOp::kDivide, u, true, true);
+  });
+  const float inf = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(got, (std::vector<float>{2.0f, inf, -8.0f, -1.0f / -5, 0.5f / -6, 3.0f / -7}));
+}
+
+// Each stage rounds: x = s = 1 + 2^-12, t = -(1 + 2^-11) gives exactly 0
+// (an FMA would give 2^-24).
+TEST(ScalarTensorTensor, StagesRoundSeparately) {
+  const float x = 1.0f + 0x1p-12f, b = -(1.0f + 0x1p-11f);
+  const auto got = run_elementwise(1, 1, {x}, {b}, f32, 1, [&](DeviceCore& nc, auto& t, auto& u, auto& o) {
+    nc.scalar_tensor_tensor(o, t, AluOp::kMultiply, x, AluOp::kAdd, u);
+  });
+  EXPECT_EQ(got[0], 0.0f);
+  // A bf16 destination rounds the fp32 result once more (RNE).
+  const auto b16 = run_elementwise(1, 2, {1.0f, 1.0f}, {0x1p-8f, 0x3p-8f}, bf16, 2,
+                                   [](DeviceCore& nc, auto& t, auto& u, auto& o) {
+                                     nc.scalar_tensor_tensor(o, t, AluOp::kMultiply, 1.0f, AluOp::kAdd, u);
+                                   });
+  EXPECT_EQ(b16, (std::vector<float>{1.0f, 1.0f + 0x1p-6f}));
+}
+
 // (x * s) + b rounds twice: with x = s = 1 + 2^-12 and b = -(1 + 2^-11) the
 // result is 0 (an FMA would give 2^-24), on tensor_scalar and activation.
 TEST(Arithmetic, ScaleThenBiasRoundsTwice) {
