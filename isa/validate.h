@@ -158,6 +158,17 @@ struct Checker {
     require(o(a).free_size() == o(b).free_size(), b, "free size ", o(b).free_size(),
             " differs from ", slot_name(in.op, a), "'s ", o(a).free_size());
   }
+  // tensor_tensor's and scalar_tensor_tensor's two tensor inputs (slots 1,
+  // 2): dst's partitions and free size, at most one of them in PSUM.
+  void two_tensor_inputs(const char* both_in_psum) const {
+    present(1);
+    present(2);
+    same_partitions(0, 1);
+    same_partitions(0, 2);
+    same_free(0, 1);
+    same_free(0, 2);
+    require(!(o(1).space == Space::kPsum && o(2).space == Space::kPsum), 2, both_in_psum);
+  }
   void column(int slot) const {  // a [P, 1] fp32 per-partition scalar
     const Operand& x = o(slot);
     if (x.empty()) return;
@@ -298,14 +309,7 @@ struct Checker {
                   alu_name(in.alu0));
         break;
       case Opcode::kTensorTensor:
-        present(1);
-        present(2);
-        same_partitions(0, 1);
-        same_partitions(0, 2);
-        same_free(0, 1);
-        same_free(0, 2);
-        require(!(o(1).space == Space::kPsum && o(2).space == Space::kPsum), 2,
-                "both inputs in PSUM (at most one may be)");
+        two_tensor_inputs("both inputs in PSUM (at most one may be)");
         require(alu_allowed(in.engine, in.op, in.alu0, AluOp::kBypass), -1, "op ", alu_name(in.alu0),
                 " cannot run on the ", engine_name(in.engine), " engine (add and multiply only)");
         break;
@@ -322,15 +326,8 @@ struct Checker {
                 ")");
         break;
       case Opcode::kScalarTensorTensor:
-        present(1);
-        present(2);
-        same_partitions(0, 1);
-        same_partitions(0, 2);
-        same_free(0, 1);
-        same_free(0, 2);
+        two_tensor_inputs("is in PSUM with data (at most one of them may be)");
         column(3);
-        require(!(o(1).space == Space::kPsum && o(2).space == Space::kPsum), 2,
-                "is in PSUM with data (at most one of them may be)");
         // Both stages are required: with one it is a tensor_scalar or tensor_tensor.
         require(in.alu0 != AluOp::kBypass && in.alu1 != AluOp::kBypass, -1,
                 "ops must both be arithmetic, got ", alu_name(in.alu0), ", ", alu_name(in.alu1));
