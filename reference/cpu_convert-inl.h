@@ -4,9 +4,11 @@
 // Every value is computed in fp32 and every store rounds (RNE) to the
 // destination dtype with isa/numerics.h's exact rules. f32 and bf16 runs of
 // stride 1 convert with SIMD; bf16 rounding is integer arithmetic, because
-// Highway 1.0.3's f32 -> bf16 DemoteTo truncates (and vcvtneps2bf16 flushes
-// subnormals). The other dtypes and strided runs go through numerics.h's
-// scalar conversions, which the compiler vectorises where it can.
+// Highway 1.0.3's f32 -> bf16 DemoteTo truncates, except that contiguous
+// bf16 runs use vcvtneps2bf16 where the CPU has it (encode_avx512bf16.cc:
+// vectors with subnormals or NaNs, where it differs, take the integer path).
+// The other dtypes and strided runs go through numerics.h's scalar
+// conversions, which the compiler vectorises where it can.
 
 #if defined(NCORE_REFERENCE_CPU_CONVERT_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef NCORE_REFERENCE_CPU_CONVERT_INL_H_
@@ -20,6 +22,7 @@
 #include <ncore/isa/semantics.h>
 #include <ncore/reference/cpu_ops.h>
 #include <ncore/reference/cpu_walk.h>
+#include <ncore/reference/encode_avx512bf16.h>
 
 #include <algorithm>
 #include <array>
@@ -101,8 +104,19 @@ inline void DecodeBF16(float* out, const uint8_t* in, int64_t n) {
   }
 }
 
-// The bf16 elements at out = RNE(in[0, n)).
+// Shorter runs (columns, tails) stay here rather than pay the AVX512-BF16
+// path's out-of-line call and check; two vectors, not tuned.
+inline constexpr int64_t kMinAvx512Bf16Encode = 32;
+
+// The bf16 elements at out = RNE(in[0, n)): by vcvtneps2bf16 where allowed
+// (encode_avx512bf16.cc, same bits), else here.
 inline void EncodeBF16(uint8_t* out, const float* in, int64_t n) {
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+  if (n >= kMinAvx512Bf16Encode && encode_detail::avx512bf16_encode_allowed()) {
+    encode_detail::encode_bf16_avx512bf16(reinterpret_cast<uint16_t*>(out), in, n);
+    return;
+  }
+#endif
   const DF df;
   const int64_t N = int64_t(hn::Lanes(df));
   int64_t i = 0;

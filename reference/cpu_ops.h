@@ -37,8 +37,9 @@ const char* execute_target_name();
 // The matmul instruction: dst[M, N] (+)= stationary[K, M]^T @ moving[K, N] in fp32.
 void matmul(const View& dst, const View& stationary, const View& moving, bool accumulate);
 
-// bf16 matmuls use AVX512-BF16 vdpbf16ps when the CPU has it and the chosen
-// Highway target is AVX-512; kPortable forces the Highway path (for tests).
+// bf16 matmuls use AVX512-BF16 vdpbf16ps, and contiguous f32 -> bf16 encodes
+// vcvtneps2bf16 (same bits), when the CPU has it and the chosen Highway
+// target is AVX-512; kPortable forces the Highway paths (for tests).
 enum class Bf16Path { kAuto, kPortable };
 void set_bf16_path(Bf16Path path);
 // Which path the next bf16 matmul takes: "avx512bf16" or the Highway target name.

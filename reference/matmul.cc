@@ -52,6 +52,7 @@
 #include <ncore/isa/error.h>
 #include <ncore/isa/numerics.h>
 #include <ncore/reference/cpu_ops.h>
+#include <ncore/reference/encode_avx512bf16.h>
 #include <ncore/reference/matmul_avx512bf16.h>
 
 namespace ncore::cpu::matmul_detail {
@@ -589,6 +590,8 @@ void validate(const View& dst, const View& st, const View& mv) {
 }
 
 }  // namespace matmul_detail
+
+bool encode_detail::avx512bf16_encode_allowed() { return matmul_detail::bf16_intrinsics_allowed(); }
 
 void matmul(const View& dst, const View& stationary, const View& moving, bool accumulate) {
   using namespace matmul_detail;
