@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -94,6 +95,21 @@ void BM_Norm(benchmark::State& state) {
   auto seconds = [](clock::time_point a, clock::time_point b) {
     return std::chrono::duration<double>(b - a).count();
   };
+  // The yardstick must compute the same norm: its output against ncore's
+  // (a loose bound: its one-pass fp32 variance is not the reference's).
+  {
+    run();
+    const std::vector<uint8_t> want(b.y.get(), b.y.get() + b.x.size());
+    fused_norm(fused, b.x.data(), b.y.get(), 0, rows);
+    const int64_t es = dtype_size(dt);
+    double worst = 0;
+    for (int64_t i = 0; i < rows * d; i += 97)  // a sample across every row
+      worst = std::max(worst, double(std::abs(decode(dt, b.y.get() + i * es) - decode(dt, want.data() + i * es))));
+    if (!(worst < 0.05)) {
+      state.SkipWithError(cat("the fused yardstick disagrees with ncore by ", worst).c_str());
+      return;
+    }
+  }
   std::vector<double> t_norm, t_copy, t_fused;
   for (auto _ : state) {
     const auto t0 = clock::now();
