@@ -86,8 +86,10 @@ std::vector<RowTile> my_tiles(const Nc& nc, int64_t rows, int rows_per_tile) {
 
 // Software pipelining in program order, for resident plans with `bufs` X
 // buffers: tile k's load is issued bufs - 1 tiles early (into the buffer tile
-// k - 1 has finished with) and its `stats` stage `skew` tiles early, before
-// tile k - skew's `finish` stage. Each engine runs its instructions in
+// k - 1 has finished with) and its `stats` stage `skew` tiles early, inside
+// tile k - skew's `finish(k - skew, between)` stage, which calls between()
+// where that tile's work leaves room (unskewed: stats(k) comes before
+// finish(k) and between() issues nothing). Each engine runs its instructions in
 // program order, so this puts the next tile's work in an engine's queue
 // behind the current one's (and a cost model that places DMAs in program
 // order sees the loads before the stores they may overtake). A skewed stage
@@ -100,8 +102,10 @@ void pipeline(size_t tiles, int bufs, int skew_tiles, Load&& load, Stats&& stats
   for (size_t k = 0; k < std::min(tiles, skew); ++k) stats(k);
   for (size_t k = 0; k < tiles; ++k) {
     if (k + ahead < tiles) load(k + ahead);
-    if (k + skew < tiles) stats(k + skew);
-    finish(k);
+    if (skew == 0) stats(k);
+    finish(k, [&] {
+      if (skew > 0 && k + skew < tiles) stats(k + skew);
+    });
   }
 }
 
@@ -137,7 +141,7 @@ void stream_blocks(const std::vector<RowTile>& tiles, int64_t d, int64_t block, 
       steps.size(), bufs, 0,
       [&](size_t k) { load(k % nb, tiles[steps[k].tile], steps[k].b0, steps[k].len); },
       [](size_t) {},
-      [&](size_t k) {
+      [&](size_t k, auto&&) {
         const BlockStep& st = steps[k];
         const RowTile& rt = tiles[st.tile];
         const size_t ss = st.tile % kStatSlots;
@@ -390,27 +394,21 @@ void layernorm(Nc& nc, const HbmTensor& y, const HbmTensor& x, const HbmTensor& 
   };
   if (p.resident) {
     const size_t nb = size_t(p.bufs);
-    // Tile k's loads are issued bufs - 1 tiles early (as pipeline()); with
-    // two buffers or more its statistics one tile early, between tile k - 1's
-    // two normalise parts.
-    const size_t ahead = size_t(p.bufs - 1), nt = tiles.size();
-    const bool skew = ahead > 0;
-    auto stats_tile = [&](size_t k) {
-      stats_of(k % kStatSlots, tiles[k].n, x_tile(k % nb, tiles[k].n, D), 0, D);
-      aggregate(k % kStatSlots, tiles[k].n);
-    };
-    for (size_t k = 0; k < std::min(nt, ahead); ++k) load_block(k % nb, tiles[k], 0, D);
-    if (skew && nt > 0) stats_tile(0);
-    for (size_t k = 0; k < nt; ++k) {
-      if (k + ahead < nt) load_block((k + ahead) % nb, tiles[k + ahead], 0, D);
-      if (!skew) stats_tile(k);
-      const size_t ss = k % kStatSlots;
-      rsqrt_of(ss, tiles[k].n);
-      neg_mean_of(ss, tiles[k].n);
-      normalise(ss, tiles[k], k % nb, 0, D, [&] {
-        if (skew && k + 1 < nt) stats_tile(k + 1);
-      });
-    }
+    // With two buffers or more a tile's statistics are issued a tile early,
+    // between the previous tile's two normalise parts (normalise's between).
+    pipeline(
+        tiles.size(), p.bufs, 1,
+        [&](size_t k) { load_block(k % nb, tiles[k], 0, D); },
+        [&](size_t k) {
+          stats_of(k % kStatSlots, tiles[k].n, x_tile(k % nb, tiles[k].n, D), 0, D);
+          aggregate(k % kStatSlots, tiles[k].n);
+        },
+        [&](size_t k, auto&& between) {
+          const size_t ss = k % kStatSlots;
+          rsqrt_of(ss, tiles[k].n);
+          neg_mean_of(ss, tiles[k].n);
+          normalise(ss, tiles[k], k % nb, 0, D, between);
+        });
     return;
   }
   stream_blocks(
@@ -553,7 +551,7 @@ void rmsnorm(Nc& nc, const HbmTensor& y, const HbmTensor& x, const HbmTensor& ga
           squares(k % kStatSlots, tiles[k].n, k % nb, 0, D);
           finish_stats(k % kStatSlots, tiles[k].n);
         },
-        [&](size_t k) { normalise(k % kStatSlots, tiles[k], k % nb, 0, D); });
+        [&](size_t k, auto&&) { normalise(k % kStatSlots, tiles[k], k % nb, 0, D); });
     return;
   }
   stream_blocks(
