@@ -127,21 +127,15 @@ int check_attention(const AttnShape& s, const std::vector<std::string>& paths, u
               "(bound: tests/golden/attention_golden.h)\n",
               long(s.b), long(s.hq), long(s.kv_heads()), long(s.sq), long(s.keys()), long(s.d),
               s.causal ? " causal" : "", s.dtype.c_str());
-  std::printf("  %-6s %16s %16s %10s\n", "path", "O err/bound", "LSE err/bound", "ms");
-  bool ok = true;
-  for (const std::string& path : paths) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const Outputs out = run_attention(path, p, /*lse=*/true);
-    const double ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    const double ro = golden::worst_ratio(out.o.data(), g.o, g.o_bound);
-    const double rl = golden::worst_ratio(out.lse.data(), g.lse, g.lse_bound);
-    ok &= ro <= 1.0 && rl <= 1.0;
-    std::printf("  %-6s %16.4f %16.4f %10.1f %s\n", path.c_str(), ro, rl, ms,
-                ro <= 1.0 && rl <= 1.0 ? "ok" : "OUTSIDE BOUND");
-  }
-  std::printf("%s\n", ok ? "PASS" : "FAIL");
-  return ok ? kExitOk : kExitCheckFailed;
+  return check_table(
+      paths, "     O err/bound    LSE err/bound", [&](const std::string& path) { return run_attention(path, p, /*lse=*/true); },
+      [&](const Outputs& out) {
+        const double ro = golden::worst_ratio(out.o.data(), g.o, g.o_bound);
+        const double rl = golden::worst_ratio(out.lse.data(), g.lse, g.lse_bound);
+        char figures[64];
+        std::snprintf(figures, sizeof figures, "%16.4f %16.4f", ro, rl);
+        return CheckRow{ro <= 1.0 && rl <= 1.0, figures};
+      });
 }
 
 // A .npy of rank 2, 3 or 4 as [B, H, S, D].

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <random>
 #include <string>
@@ -90,6 +91,40 @@ inline double median_ms(const std::function<void()>& fn, int min_reps = 5,
   }
   std::nth_element(ms.begin(), ms.begin() + long(ms.size() / 2), ms.end());
   return ms[ms.size() / 2];
+}
+
+// The table `check` prints below its title: per path, run(path) timed, then
+// judge(result) -> {within its bound, the row's figures under `columns`};
+// "ok" or "OUTSIDE BOUND" per row, then PASS or FAIL. Returns the exit code.
+struct CheckRow {
+  bool ok = false;
+  std::string figures;
+};
+template <class Run, class Judge>
+int check_table(const std::vector<std::string>& paths, const std::string& columns, Run&& run,
+                Judge&& judge) {
+  std::printf("  %-6s %s %10s\n", "path", columns.c_str(), "ms");
+  bool ok = true;
+  for (const std::string& path : paths) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto result = run(path);
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const CheckRow row = judge(result);
+    ok &= row.ok;
+    std::printf("  %-6s %s %10.1f %s\n", path.c_str(), row.figures.c_str(), ms,
+                row.ok ? "ok" : "OUTSIDE BOUND");
+  }
+  std::printf("%s\n", ok ? "PASS" : "FAIL");
+  return ok ? kExitOk : kExitCheckFailed;
+}
+// The figures of a max |err| and worst err / bound row, and their header
+// (the widths line up: %12 and %16 characters).
+inline constexpr const char* kErrRatioColumns = "    max|err|  worst err/bound";
+inline std::string err_ratio_figures(double err, double ratio) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%12.3e %16.4f", err, ratio);
+  return buf;
 }
 
 // The verbs; each kernel registers its subcommand under every one of them.

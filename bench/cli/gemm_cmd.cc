@@ -97,22 +97,13 @@ int check_gemm(int64_t m, int64_t n, int64_t k, DType dtype, const std::vector<s
       golden::gemm(a_mk, Eigen::Map<const golden::MatF>(b.data(), k, n), DType::kF32);
   std::printf("gemm %ldx%ldx%ld %s: C = A @ B vs float64 golden, bound = gamma_K(u32)|A||B| + u_out|C|\n",
               long(m), long(n), long(k), std::string(dtype_name(dtype)).c_str());
-  std::printf("  %-6s %12s %16s %10s\n", "path", "max|err|", "worst err/bound", "ms");
-  bool ok = true;
-  for (const std::string& path : paths) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const std::vector<float> c = run_gemm(path, p);
-    const double ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    const golden::MatF cf = Eigen::Map<const golden::MatF>(c.data(), m, n);
-    const double err = (cf.cast<double>() - g.c).cwiseAbs().maxCoeff();
-    const double ratio = golden::worst_ratio(cf, g.c, g.bound);
-    ok &= ratio <= 1.0;
-    std::printf("  %-6s %12.3e %16.4f %10.1f %s\n", path.c_str(), err, ratio, ms,
-                ratio <= 1.0 ? "ok" : "OUTSIDE BOUND");
-  }
-  std::printf("%s\n", ok ? "PASS" : "FAIL");
-  return ok ? kExitOk : kExitCheckFailed;
+  return check_table(
+      paths, kErrRatioColumns, [&](const std::string& path) { return run_gemm(path, p); },
+      [&](const std::vector<float>& c) {
+        const golden::MatF cf = Eigen::Map<const golden::MatF>(c.data(), m, n);
+        const double ratio = golden::worst_ratio(cf, g.c, g.bound);
+        return CheckRow{ratio <= 1.0, err_ratio_figures((cf.cast<double>() - g.c).cwiseAbs().maxCoeff(), ratio)};
+      });
 }
 
 void register_gemm(const Commands& cmds, int& exit_code) {

@@ -227,22 +227,14 @@ int check_norm(NormKind kind, int64_t rows, int64_t d, DType dt, float eps,
                                       : golden::rmsnorm(x, g, eps, dt, shape);
   std::printf("%s [%ld, %ld] %s eps %g vs float64 golden (bound derived in tests/golden/norm_golden.h)\n",
               p.name(), long(rows), long(d), std::string(dtype_name(dt)).c_str(), double(eps));
-  std::printf("  %-6s %12s %16s %10s\n", "path", "max|err|", "worst err/bound", "ms");
-  bool ok = true;
-  for (const std::string& path : paths) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const std::vector<uint8_t> y = run_norm(path, p);
-    const double ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    const golden::MatF got = as_matrix(y, dt, rows, d);
-    const double err = (got.cast<double>() - want.y).cwiseAbs().maxCoeff();
-    const double ratio = golden::norm_worst_ratio(got, want.y, want.bound);
-    ok &= ratio <= 1.0;
-    std::printf("  %-6s %12.3e %16.4f %10.1f %s\n", path.c_str(), err, ratio, ms,
-                ratio <= 1.0 ? "ok" : "OUTSIDE BOUND");
-  }
-  std::printf("%s\n", ok ? "PASS" : "FAIL");
-  return ok ? kExitOk : kExitCheckFailed;
+  return check_table(
+      paths, kErrRatioColumns, [&](const std::string& path) { return run_norm(path, p); },
+      [&](const std::vector<uint8_t>& y) {
+        const golden::MatF got = as_matrix(y, dt, rows, d);
+        const double ratio = golden::norm_worst_ratio(got, want.y, want.bound);
+        return CheckRow{ratio <= 1.0,
+                        err_ratio_figures((got.cast<double>() - want.y).cwiseAbs().maxCoeff(), ratio)};
+      });
 }
 
 void register_norms(const Commands& cmds, int& exit_code) {
